@@ -1,0 +1,37 @@
+"""The ``stetho`` command line: a thin face over the library.
+
+Each command group lives in its own module with a ``register(app)`` function; this module only
+joins them. Library errors become a one-line message and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from stetho.cli import data as _data
+from stetho.cli import train as _train
+
+app = typer.Typer(
+    name="stetho",
+    help="Heart-sound classification: train, validate, explain, score and serve.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+for _module in (_data, _train):
+    _module.register(app)
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main() -> None:
+    app()

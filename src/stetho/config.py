@@ -1,0 +1,437 @@
+"""Experiment configuration: one validated object that reads H2O Hydrogen Torch YAML unchanged.
+
+Hydrogen Torch writes a few values as strings that mean something else: ``Auto`` (let the tool
+choose), ``None`` (nothing), ``Disabled`` (off), ``'No'`` (no normalisation) and fold ids as
+quoted strings. They are understood here and normalised to Python values, so the resolved
+config that is saved beside every model is plain YAML and loads again unchanged.
+
+Every section refuses unknown keys, and every error names the key, the value received and what
+was expected: a typo never passes silently. Values that a published config really uses but that
+cannot mean what they say (a mel band above Nyquist) are resolved by :func:`resolve_config`
+and reported as warnings, which are written into the run folder and the report.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+AUTO = "Auto"
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names key, value and remedy."""
+
+
+def _none_string(value: Any) -> Any:
+    """Hydrogen Torch writes a missing value as the string ``None``."""
+    if isinstance(value, str) and value.strip() in {"None", "none", "null", ""}:
+        return None
+    return value
+
+
+def _disabled_to_false(value: Any) -> Any:
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in {"disabled", "no", "off", "false"}:
+            return False
+        if word in {"enabled", "yes", "on", "true", "mix"}:
+            return True
+    return value
+
+
+def _auto(value: Any) -> Any:
+    """Normalise spellings of ``Auto`` so a field typed ``X | Literal['Auto']`` accepts them."""
+    value = _none_string(value)
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return AUTO
+    return value
+
+
+def _str_list(value: Any) -> Any:
+    """Fold ids and GPU ids arrive as quoted strings, numbers, or a single scalar."""
+    value = _none_string(value)
+    if value is None:
+        return []
+    if isinstance(value, str | int):
+        return [str(value)]
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return value
+
+
+OptStr = Annotated[str | None, BeforeValidator(_none_string)]
+OptPath = Annotated[str | None, BeforeValidator(_none_string)]
+Flag = Annotated[bool, BeforeValidator(_disabled_to_false)]
+AutoInt = Annotated[int | Literal["Auto"], BeforeValidator(_auto)]
+AutoFloat = Annotated[float | Literal["Auto"], BeforeValidator(_auto)]
+StrList = Annotated[list[str], BeforeValidator(_str_list)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ArchitectureConfig(Section):
+    backbone: str = "heartnet"
+    pool: Literal["Average", "Max", "GeM", "Attention"] = "GeM"
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    pretrained: bool = False
+    #: A local weights file (safetensors or a state dict) used instead of a download.
+    pretrained_weights: OptPath = None
+    #: Width multiplier of our own backbones; ignored by timm ones.
+    width: int = Field(32, ge=4, le=256)
+
+
+class AudioConfig(Section):
+    #: ``Auto`` fills every value left ``Auto`` with a sound one and caps impossible ones with a
+    #: warning; ``Manual`` refuses impossible values.
+    audio_parameters: Literal["Auto", "Manual"] = "Auto"
+    sample_rate: AutoInt = 2000
+    stft_window_size: AutoInt = AUTO
+    hop_size: AutoInt = AUTO
+    mel_frequency_bins: AutoInt = 64
+    minimum_frequency: AutoFloat = 25.0
+    maximum_frequency: AutoFloat = AUTO
+    #: ``No``, ``Recording`` (each log-mel standardised on its own) or ``Global`` (dataset
+    #: statistics from the training folds).
+    spectrogram_normalization: Literal["No", "Recording", "Global"] = "Recording"
+    #: Per-recording waveform scaling before the front end: removes the recorder's gain.
+    waveform_normalization: Literal["No", "Peak", "RMS"] = "RMS"
+    training_chunk_seconds: float = Field(6.0, gt=0)
+
+
+class AugmentationConfig(Section):
+    mix_audio: Flag = False
+    mix_concentration: float = Field(1.0, gt=0)
+    mix_iterations: int = Field(1, ge=1)
+    mix_probability: float = Field(1.0, ge=0, le=1)
+    mix_target: Literal["Ratio", "Max"] = "Ratio"
+    #: Random gain in +-dB. Zero disables.
+    gain_db: float = Field(0.0, ge=0)
+    #: Probability of a random low-pass (cut-off drawn from ``lowpass_hz``): another stethoscope.
+    lowpass_probability: float = Field(0.0, ge=0, le=1)
+    lowpass_hz: tuple[float, float] = (250.0, 900.0)
+    #: Probability of a random spectral tilt / EQ of +-``eq_db`` across the band.
+    eq_probability: float = Field(0.0, ge=0, le=1)
+    eq_db: float = Field(6.0, ge=0)
+    #: Probability of additive noise at an SNR drawn from ``noise_snr_db``.
+    noise_probability: float = Field(0.0, ge=0, le=1)
+    noise_snr_db: tuple[float, float] = (10.0, 40.0)
+    #: Random circular time shift of the training chunk.
+    time_shift: bool = False
+
+
+class DatasetConfig(Section):
+    audio_column: str = "audio"
+    data_folder: OptPath = None
+    data_folder_test: OptPath = None
+    data_sample: float = Field(1.0, gt=0, le=1)
+    data_sample_choice: list[Literal["Train", "Validation"]] = ["Train", "Validation"]
+    #: Which folds to train; an empty list means all of them.
+    folds: StrList = []
+    #: Hydrogen Torch groups folds by this column. Grouping by the audio file leaks patients
+    #: with several recordings; the resolver then groups by ``patient`` and warns.
+    group_fold_column: OptStr = "patient"
+    label_columns: StrList = ["label"]
+    test_dataframe: OptPath = None
+    train_dataframe: OptPath = None
+    unlabeled_dataframe: OptPath = None
+    validation_dataframe: OptPath = None
+    validation_size: float = Field(0.2, gt=0, lt=1)
+    validation_strategy: Literal["kfold", "holdout", "leave_source_out", "fold_column"] = "kfold"
+    number_of_folds: int = Field(5, ge=2)
+    #: Reproduce the Hydrogen Torch run, where unlabelled recordings are a sixth class.
+    unlabeled_as_class: bool = False
+    #: Recordings shorter or longer than this are skipped with a reason (seconds).
+    min_duration_seconds: float = Field(0.5, ge=0)
+    max_duration_seconds: float = Field(600.0, gt=0)
+
+
+class EnvironmentConfig(Section):
+    gpus: StrList = []
+    mixed_precision_inference: bool = False
+    mixed_precision_training: bool = False
+    number_of_workers: int = Field(0, ge=0)
+    #: ``-1`` draws a random seed; the seed used is recorded in the resolved config.
+    seed: int = 0
+    #: Torch intra-op threads; 0 leaves torch's default.
+    threads: int = Field(0, ge=0)
+
+
+class LoggingConfig(Section):
+    logger: Annotated[Literal["Neptune", "MLflow"] | None, BeforeValidator(_none_string)] = None
+    neptune_project: str = ""
+    number_of_audios: int = Field(8, ge=0)
+    mlflow_tracking_uri: OptStr = None
+    mlflow_experiment: OptStr = None
+
+
+class PredictionConfig(Section):
+    inference_chunk_method: Literal["Fix", "Dynamic"] = "Fix"
+    inference_chunk_seconds: float = Field(6.0, gt=0)
+    max_inference_chunk_seconds: float = Field(600.0, gt=0)
+    metric: Literal["ROC_AUC", "AUC", "LogLoss", "BalancedAccuracy"] = "ROC_AUC"
+    probability_threshold: float = Field(0.5, ge=0, le=1)
+
+
+class TrainingConfig(Section):
+    automatically_adjust_batch_size: bool = False
+    batch_size: int = Field(32, ge=1)
+    build_scoring_pipelines: bool = False
+    calculate_train_metric: bool = False
+    differential_learning_rate: float = Field(0.001, gt=0)
+    differential_learning_rate_layers: StrList = []
+    drop_last_batch: bool = True
+    epochs: int = Field(30, ge=0)
+    evaluation_epochs: float = Field(1.0, gt=0)
+    grad_accumulation: int = Field(1, ge=1)
+    gradient_clip: float = Field(0.0, ge=0)
+    learning_rate: float = Field(0.003, gt=0)
+    loss_function: Literal["BCE", "CrossEntropy"] = "CrossEntropy"
+    optimizer: Literal["AdamW", "Adam", "SGD"] = "AdamW"
+    run_interpretations: bool = False
+    save_best_checkpoint: bool = False
+    schedule: Literal["Cosine", "Linear", "Constant"] = "Cosine"
+    train_validation_data: bool = False
+    warmup_epochs: float = Field(1.0, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    #: ``None``, ``Auto`` (inverse class frequency) or one weight per class.
+    class_weights: Annotated[Literal["Auto"] | list[float] | None, BeforeValidator(_auto)] = None
+    #: Our heart-rhythm features (RR statistics) fed beside the spectrogram.
+    rhythm_features: bool = False
+
+
+class PseudoLabelingConfig(Section):
+    enabled: bool = False
+    rounds: int = Field(1, ge=1)
+    confidence_threshold: float = Field(0.8, ge=0, le=1)
+    #: Loss weight of a pseudo-labelled recording relative to a labelled one.
+    weight: float = Field(0.5, gt=0, le=1)
+
+
+class Config(BaseModel):
+    """The whole experiment. Sections and keys follow Hydrogen Torch's audio classification."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    experiment_name: str = "stetho"
+    architecture: ArchitectureConfig = ArchitectureConfig()
+    audio: AudioConfig = AudioConfig()
+    augmentation: AugmentationConfig = AugmentationConfig()
+    dataset: DatasetConfig = DatasetConfig()
+    environment: EnvironmentConfig = EnvironmentConfig()
+    logging: LoggingConfig = LoggingConfig()
+    prediction: PredictionConfig = PredictionConfig()
+    training: TrainingConfig = TrainingConfig()
+    pseudo_labeling: PseudoLabelingConfig = PseudoLabelingConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    """Keep the parts of a pydantic error location that are config keys (drop union members)."""
+    model: type[BaseModel] | None = Config
+    parts: list[str] = []
+    for part in loc:
+        if model is not None and isinstance(part, str) and part in model.model_fields:
+            parts.append(part)
+            ann = model.model_fields[part].annotation
+            model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        elif model is None and isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif model is not None and part not in model.model_fields and isinstance(part, str):
+            parts.append(part)  # an unknown key: report it as written
+            model = None
+    return ".".join(parts).replace(".[", "[")
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    """One line per key: the key, the value received and what was expected."""
+    by_key: dict[str, tuple[Any, list[str]]] = {}
+    for err in exc.errors():
+        key = _field_path(err["loc"])
+        if err["type"] == "extra_forbidden":
+            by_key[key] = (err["input"], ["a known key (unknown key: check the spelling)"])
+            continue
+        expected = err["msg"]
+        if err.get("ctx", {}).get("expected"):
+            expected = f"one of {err['ctx']['expected']}"
+        expected = expected.removeprefix("Input should be ")
+        value, msgs = by_key.setdefault(key, (err["input"], []))
+        if expected not in msgs:
+            msgs.append(expected)
+    lines = [f"invalid config {source}:"]
+    for key, (value, msgs) in by_key.items():
+        lines.append(f"  {key} = {value!r}: expected {' or '.join(msgs)}")
+    return "\n".join(lines)
+
+
+def config_from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {source}: expected a mapping of sections, got {data!r}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (ours or Hydrogen Torch's) and apply ``section.key=value`` overrides.
+
+    ``path=None`` gives the built-in defaults, which equal ``configs/heartbeat.yaml``.
+    """
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = apply_overrides(data, overrides or [])
+    return config_from_dict(data, source=source)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``training.epochs=3``-style overrides; values are parsed as YAML scalars/lists."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(
+                f"override {item!r}: expected section.key=value, e.g. training.epochs=3"
+            )
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    from stetho.io import atomic_write_text
+
+    atomic_write_text(Path(path), config.to_yaml())
+
+
+# --- resolution ---------------------------------------------------------------------------
+
+#: Heart sounds and murmurs carry their energy below ~600 Hz; artifacts and the recorder's
+#: own colouring live above. 2 kHz keeps the whole clinically useful band (Nyquist 1 kHz).
+AUTO_SAMPLE_RATE = 2000
+#: S1/S2 last 50-150 ms; a window of ~64 ms resolves them in time while still separating
+#: 15-30 Hz mel bands at the bottom of the range.
+AUTO_WINDOW_SECONDS = 0.064
+AUTO_HOP_SECONDS = 0.016
+MAX_SENSIBLE_WINDOW_SECONDS = 0.25
+
+
+def _pow2_at_least(n: float) -> int:
+    p = 1
+    while p < n:
+        p *= 2
+    return p
+
+
+def resolve_config(config: Config) -> tuple[Config, list[str]]:
+    """Fill every ``Auto`` and repair values that cannot mean what they say.
+
+    Returns the resolved copy and human-readable warnings (both numbers in each). With
+    ``audio_parameters: Manual`` impossible values are refused instead of repaired.
+    """
+    cfg = config.model_copy(deep=True)
+    warnings: list[str] = []
+    a = cfg.audio
+    manual = a.audio_parameters == "Manual"
+
+    if a.sample_rate == AUTO:
+        a.sample_rate = AUTO_SAMPLE_RATE
+    sr = int(a.sample_rate)
+    nyquist = sr / 2
+    if a.stft_window_size == AUTO:
+        a.stft_window_size = _pow2_at_least(AUTO_WINDOW_SECONDS * sr)
+    if a.hop_size == AUTO:
+        a.hop_size = max(1, round(AUTO_HOP_SECONDS * sr))
+    if a.mel_frequency_bins == AUTO:
+        a.mel_frequency_bins = 64
+    if a.minimum_frequency == AUTO:
+        a.minimum_frequency = 25.0
+    if a.maximum_frequency == AUTO:
+        a.maximum_frequency = nyquist
+
+    win, hop = int(a.stft_window_size), int(a.hop_size)
+    for name, v in (("stft_window_size", win), ("hop_size", hop), ("sample_rate", sr)):
+        if v <= 0:
+            raise ConfigError(f"audio.{name} = {v}: expected a positive number of samples")
+    if a.maximum_frequency > nyquist:
+        msg = (
+            f"audio.maximum_frequency={a.maximum_frequency:g} Hz is above the Nyquist frequency "
+            f"({nyquist:g} Hz) for sample_rate={sr}"
+        )
+        if manual:
+            raise ConfigError(msg + "; lower it or use audio_parameters: Auto")
+        warnings.append(msg + f": mel bands capped at {nyquist:g} Hz")
+        a.maximum_frequency = nyquist
+    if a.minimum_frequency >= a.maximum_frequency:
+        raise ConfigError(
+            f"audio.minimum_frequency={a.minimum_frequency:g} Hz must be below "
+            f"maximum_frequency={a.maximum_frequency:g} Hz"
+        )
+    if win / sr > MAX_SENSIBLE_WINDOW_SECONDS:
+        warnings.append(
+            f"audio.stft_window_size={win} samples is {win / sr:.3g} s at {sr} Hz, longer than "
+            f"a heart sound (S1/S2 last 50-150 ms): timing detail is smeared"
+        )
+    if hop > win:
+        warnings.append(
+            f"audio.hop_size={hop} is larger than stft_window_size={win}: samples are skipped"
+        )
+    n_freqs = win // 2 + 1
+    if a.mel_frequency_bins > n_freqs:
+        warnings.append(
+            f"audio.mel_frequency_bins={a.mel_frequency_bins} exceeds the {n_freqs} STFT bins of "
+            f"a {win}-sample window: some mel filters are empty"
+        )
+
+    if cfg.environment.seed == -1:
+        seed = random.SystemRandom().randrange(0, 2**31 - 1)
+        warnings.append(f"environment.seed=-1: drew seed {seed} (recorded in this config)")
+        cfg.environment.seed = seed
+
+    if cfg.prediction.inference_chunk_seconds < a.training_chunk_seconds / 4:
+        warnings.append(
+            f"prediction.inference_chunk_seconds={cfg.prediction.inference_chunk_seconds:g} is "
+            f"much shorter than training_chunk_seconds={a.training_chunk_seconds:g}"
+        )
+    if cfg.dataset.group_fold_column in (cfg.dataset.audio_column, "path"):
+        warnings.append(
+            f"dataset.group_fold_column={cfg.dataset.group_fold_column!r} groups folds by file, "
+            "which puts recordings of one patient on both sides of a fold and inflates "
+            "validation scores: grouping by 'patient' instead"
+        )
+        cfg.dataset.group_fold_column = "patient"
+    if cfg.dataset.group_fold_column is None:
+        cfg.dataset.group_fold_column = "patient"
+    return cfg, warnings

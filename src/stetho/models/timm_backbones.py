@@ -1,0 +1,77 @@
+"""Hydrogen Torch's image backbones (ResNets, EfficientNets) through timm.
+
+``pretrained: true`` asks timm for the published ImageNet weights; where they cannot be fetched
+(no network, as on our CI machines) the run goes on from random initialisation and the caller
+records a loud warning. ``pretrained_weights`` names a local file instead (timm loads it with
+``weights_only`` semantics: safetensors or a plain state dict). timm adapts the first
+convolution to one input channel by summing the RGB filters.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import timm
+from torch import nn
+
+from stetho.models.registry import register_backbone
+
+logger = logging.getLogger(__name__)
+
+TIMM_NAMES = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnext50_32x4d",
+    "efficientnet_b0",
+    "efficientnet_b1",
+    "efficientnet_b2",
+    "efficientnet_b3",
+    "mobilenetv3_large_100",
+)
+
+
+class PretrainedWeightsUnavailable(UserWarning):
+    """``pretrained: true`` could not be honoured; the model starts from random weights."""
+
+
+class TimmBackbone(nn.Module):
+    def __init__(self, name: str, *, pretrained: bool, pretrained_weights: str | None) -> None:
+        super().__init__()
+        kwargs = {"num_classes": 0, "global_pool": "", "in_chans": 1}
+        if pretrained_weights:
+            self.body = timm.create_model(
+                name, pretrained=True, pretrained_cfg_overlay={"file": pretrained_weights}, **kwargs
+            )
+        elif pretrained:
+            try:
+                self.body = timm.create_model(name, pretrained=True, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - any hub/network failure means the same
+                msg = (
+                    f"PRETRAINED WEIGHTS UNAVAILABLE for {name}: {type(exc).__name__}: "
+                    f"{str(exc)[:200]}. Training starts from RANDOM initialisation; name a local "
+                    f"file in architecture.pretrained_weights to use pretrained weights offline."
+                )
+                warnings.warn(msg, PretrainedWeightsUnavailable, stacklevel=2)
+                self.body = timm.create_model(name, pretrained=False, **kwargs)
+        else:
+            self.body = timm.create_model(name, pretrained=False, **kwargs)
+        self.num_features = self.body.num_features
+
+    def forward(self, x):
+        return self.body.forward_features(x)
+
+
+def _make(name: str):
+    def build(*, pretrained: bool = False, pretrained_weights: str | None = None, width: int = 32):
+        return TimmBackbone(name, pretrained=pretrained, pretrained_weights=pretrained_weights)
+
+    build.__name__ = name
+    return build
+
+
+for _name in TIMM_NAMES:
+    register_backbone(_name)(_make(_name))

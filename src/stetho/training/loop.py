@@ -1,0 +1,296 @@
+"""The per-fold training loop: plain, top to bottom, resumable after every epoch.
+
+Per epoch: set the epoch's seed, iterate batches (mix, forward, loss, backward, clip, step),
+maybe evaluate on the validation recordings, then write a checkpoint atomically. A killed run
+restarts from the last checkpoint and, because every random draw is seeded by
+``(seed, fold, epoch)``, ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from stetho.config import Config
+from stetho.inference import predict_recordings
+from stetho.io import atomic_path
+from stetho.metrics import classification_metrics, score_for_selection
+from stetho.models import HeartSoundClassifier, create_model
+from stetho.training.augment import mix_batch
+from stetho.training.data import ChunkDataset
+from stetho.training.optim import class_weight_vector, create_optimizer, loss_fn, lr_factor
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class FoldData:
+    train_waves: list[np.ndarray]
+    train_targets: np.ndarray
+    valid_waves: list[np.ndarray]
+    valid_labels: list[str]
+    train_weights: np.ndarray | None = None
+    train_extras: np.ndarray | None = None
+    valid_extras: np.ndarray | None = None
+
+
+@dataclass
+class FoldResult:
+    model: HeartSoundClassifier
+    valid_probs: np.ndarray
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = -1
+
+
+def select_device(config: Config) -> torch.device:
+    if config.environment.gpus and torch.cuda.is_available():
+        return torch.device(f"cuda:{int(config.environment.gpus[0])}")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _epoch_seed(seed: int, fold: int, epoch: int) -> int:
+    # epoch -1 seeds the weight initialisation, before the first epoch.
+    return int(np.random.SeedSequence([seed, fold, epoch + 1]).generate_state(1)[0])
+
+
+def train_fold(
+    config: Config,
+    *,
+    classes: list[str],
+    data: FoldData,
+    fold: int,
+    fold_dir: Path,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    progress: bool = True,
+    stop_after_epoch: int | None = None,
+) -> FoldResult:
+    """Train one fold; ``stop_after_epoch`` simulates a crash (tests of ``--resume``)."""
+    tcfg = config.training
+    device = select_device(config)
+    seed = config.environment.seed
+    sr = int(config.audio.sample_rate)
+    n_extra = 0 if data.train_extras is None else data.train_extras.shape[1]
+    seed_everything(_epoch_seed(seed, fold, -1))
+    model = create_model(config, len(classes), n_extra_features=n_extra).to(device)
+    if config.audio.spectrogram_normalization == "Global":
+        _fit_global_stats(model, data.train_waves, device)
+    optimizer = create_optimizer(model, tcfg)
+    cw = class_weight_vector(tcfg, data.train_targets)
+    dataset = ChunkDataset(
+        data.train_waves,
+        data.train_targets,
+        chunk_samples=round(config.audio.training_chunk_seconds * sr),
+        sample_rate=sr,
+        augmentation=config.augmentation,
+        seed=seed + 1000 * fold,
+        weights=data.train_weights,
+        extras=data.train_extras,
+    )
+    batch_size = min(tcfg.batch_size, len(dataset))
+    drop_last = tcfg.drop_last_batch and len(dataset) > batch_size
+    steps_per_epoch = max(
+        1,
+        (len(dataset) // batch_size if drop_last else -(-len(dataset) // batch_size))
+        // tcfg.grad_accumulation,
+    )
+    total_steps = steps_per_epoch * max(1, tcfg.epochs)
+    warmup_steps = round(tcfg.warmup_epochs * steps_per_epoch)
+    amp = config.environment.mixed_precision_training and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    eval_every = max(1, round(tcfg.evaluation_epochs))
+
+    start_epoch, step = 0, 0
+    best_score, best_state, best_epoch = -np.inf, None, -1
+    history: list[dict[str, Any]] = []
+    ckpt_path = fold_dir / CHECKPOINT
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        start_epoch, step = int(ckpt["epoch"]) + 1, int(ckpt["step"])
+        best_score, best_epoch = float(ckpt["best_score"]), int(ckpt["best_epoch"])
+        best_state = ckpt.get("best_state")
+        history = [dict(h) for h in ckpt["history"]]
+        logger.info("fold %d: resuming after epoch %d", fold, start_epoch - 1)
+
+    valid_probs = np.zeros((len(data.valid_waves), len(classes)))
+    for epoch in range(start_epoch, tcfg.epochs):
+        t0 = time.time()
+        epoch_seed = _epoch_seed(seed, fold, epoch)
+        gen = seed_everything(epoch_seed)
+        dataset.epoch = epoch
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=True,
+            drop_last=drop_last,
+            num_workers=config.environment.number_of_workers,
+            generator=gen,
+            persistent_workers=False,
+        )
+        model.train()
+        losses: list[float] = []
+        bar = _bar(loader, progress, f"fold {fold} epoch {epoch + 1}/{tcfg.epochs}")
+        optimizer.zero_grad(set_to_none=True)
+        for i, batch in enumerate(bar):
+            wave = batch["wave"].to(device)
+            target = batch["target"].to(device)
+            if config.augmentation.mix_audio:
+                wave, target = mix_batch(wave, target, config.augmentation, gen)
+            extra = batch["extra"].to(device) if "extra" in batch else None
+            with torch.no_grad():
+                spec = model.frontend(wave)
+            with torch.autocast(device_type=device.type, enabled=amp):
+                logits = model.forward_spec(spec, extra)
+            loss = loss_fn(
+                logits.float(),
+                target,
+                loss_function=tcfg.loss_function,
+                label_smoothing=tcfg.label_smoothing,
+                class_weights=cw,
+                sample_weights=batch["weight"].to(device),
+            )
+            scaler.scale(loss / tcfg.grad_accumulation).backward()
+            if (i + 1) % tcfg.grad_accumulation == 0:
+                _set_lr(
+                    optimizer,
+                    lr_factor(
+                        step,
+                        total_steps=total_steps,
+                        warmup_steps=warmup_steps,
+                        schedule=tcfg.schedule,
+                    ),
+                )
+                if tcfg.gradient_clip:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.gradient_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+            losses.append(float(loss.detach()))
+            if progress and hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+        record: dict[str, Any] = {
+            "fold": fold,
+            "epoch": epoch + 1,
+            "train_loss": float(np.mean(losses)) if losses else float("nan"),
+            "lr": optimizer.param_groups[0]["lr"],
+        }
+        last = epoch + 1 == tcfg.epochs
+        if (epoch + 1) % eval_every == 0 or last:
+            valid_probs = _evaluate(model, data, config, device)
+            m = classification_metrics(data.valid_labels, valid_probs, classes)
+            score = score_for_selection(m, config.prediction.metric)
+            record.update(
+                valid_macro_auc=m["macro_auc"],
+                valid_balanced_accuracy=m["balanced_accuracy"],
+                valid_log_loss=m["log_loss"],
+                valid_auc={c: v["auc"] for c, v in m["per_class"].items()},
+            )
+            if tcfg.save_best_checkpoint and score > best_score:
+                best_score, best_epoch = score, epoch + 1
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        record["seconds"] = round(time.time() - t0, 2)
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        logger.info(
+            "fold %d epoch %d: loss %.4f%s",
+            fold,
+            epoch + 1,
+            record["train_loss"],
+            f", valid macro AUC {record['valid_macro_auc']:.4f}"
+            if "valid_macro_auc" in record
+            else "",
+        )
+        if not last:
+            fold_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(ckpt_path) as tmp:
+                torch.save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "epoch": epoch,
+                        "step": step,
+                        "best_score": best_score,
+                        "best_epoch": best_epoch,
+                        "best_state": best_state,
+                        "history": history,
+                    },
+                    tmp,
+                )
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and not last:
+            raise KeyboardInterrupt(f"stopped after epoch {epoch + 1} (simulated crash)")
+
+    if tcfg.epochs == 0:
+        valid_probs = _evaluate(model, data, config, device)
+    if tcfg.save_best_checkpoint and best_state is not None:
+        model.load_state_dict(best_state)
+        valid_probs = _evaluate(model, data, config, device)
+    model.cpu().eval()
+    return FoldResult(model=model, valid_probs=valid_probs, history=history, best_epoch=best_epoch)
+
+
+def _evaluate(
+    model: HeartSoundClassifier, data: FoldData, config: Config, device: torch.device
+) -> np.ndarray:
+    if not data.valid_waves:
+        return np.zeros((0, model.head.out_features))
+    return predict_recordings(
+        [model],
+        data.valid_waves,
+        sample_rate=int(config.audio.sample_rate),
+        prediction=config.prediction,
+        loss_function=config.training.loss_function,
+        extras=None if data.valid_extras is None else list(data.valid_extras),
+        device=device,
+        autocast=config.environment.mixed_precision_inference and device.type == "cuda",
+    )
+
+
+def _fit_global_stats(
+    model: HeartSoundClassifier, waves: list[np.ndarray], device: torch.device
+) -> None:
+    """Mean and std of the un-normalised log-mel over the training recordings."""
+    fe = model.frontend
+    fe.normalization = "No"
+    vals = []
+    with torch.no_grad():
+        for w in waves:
+            vals.append(fe(torch.from_numpy(w)[None].to(device)).flatten())
+    allv = torch.cat(vals)
+    fe.mean.fill_(float(allv.mean()))
+    fe.std.fill_(float(allv.std()))
+    fe.normalization = "Global"
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    for g in optimizer.param_groups:
+        g["lr"] = g["initial_lr"] * factor
+
+
+def _bar(loader: DataLoader, progress: bool, desc: str):
+    if not progress:
+        return loader
+    from tqdm.auto import tqdm
+
+    return tqdm(loader, desc=desc, leave=False, unit="batch")

@@ -1,0 +1,106 @@
+"""Optimisers, learning-rate schedules and losses, chosen by name from the config."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stetho.config import TrainingConfig
+
+
+def lr_factor(step: int, *, total_steps: int, warmup_steps: int, schedule: str) -> float:
+    """Multiplier of the base learning rate at ``step``: linear warm-up, then the schedule."""
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "Constant":
+        return 1.0
+    span = max(1, total_steps - warmup_steps)
+    t = min(1.0, (step - warmup_steps) / span)
+    if schedule == "Cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+    if schedule == "Linear":
+        return 1.0 - t
+    raise ValueError(f"schedule={schedule!r}: expected Cosine, Linear or Constant")
+
+
+def param_groups(model: nn.Module, cfg: TrainingConfig) -> list[dict]:
+    """Parameters whose name starts with one of ``differential_learning_rate_layers`` (e.g.
+    ``backbone``) train at ``differential_learning_rate``; the rest at ``learning_rate``.
+    Norm weights and biases get no weight decay."""
+    prefixes = tuple(cfg.differential_learning_rate_layers)
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        lr = (
+            cfg.differential_learning_rate
+            if prefixes and name.startswith(prefixes)
+            else cfg.learning_rate
+        )
+        wd = 0.0 if p.ndim <= 1 else cfg.weight_decay
+        groups.setdefault((lr, wd), []).append(p)
+    return [
+        {"params": ps, "lr": lr, "initial_lr": lr, "weight_decay": wd}
+        for (lr, wd), ps in groups.items()
+    ]
+
+
+def create_optimizer(model: nn.Module, cfg: TrainingConfig) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg)
+    if cfg.optimizer == "AdamW":
+        return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+    if cfg.optimizer == "Adam":
+        return torch.optim.Adam(groups, lr=cfg.learning_rate)
+    if cfg.optimizer == "SGD":
+        return torch.optim.SGD(groups, lr=cfg.learning_rate, momentum=0.9, nesterov=True)
+    raise ValueError(f"optimizer={cfg.optimizer!r}: expected AdamW, Adam or SGD")
+
+
+def class_weight_vector(cfg: TrainingConfig, targets: np.ndarray) -> torch.Tensor | None:
+    """``Auto``: inverse class frequency in the training fold, normalised to mean 1."""
+    if cfg.class_weights is None:
+        return None
+    n_classes = targets.shape[1]
+    if cfg.class_weights == "Auto":
+        counts = targets.sum(axis=0) + 1.0
+        w = counts.sum() / (n_classes * counts)
+        return torch.tensor(w / w.mean(), dtype=torch.float32)
+    if len(cfg.class_weights) != n_classes:
+        raise ValueError(
+            f"training.class_weights has {len(cfg.class_weights)} values; expected one per class "
+            f"({n_classes})"
+        )
+    return torch.tensor(cfg.class_weights, dtype=torch.float32)
+
+
+def loss_fn(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    loss_function: str,
+    label_smoothing: float = 0.0,
+    class_weights: torch.Tensor | None = None,
+    sample_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Weighted mean loss over the batch; targets may be soft (mixing, pseudo-labels)."""
+    n_classes = logits.shape[1]
+    if label_smoothing:
+        target = target * (1 - label_smoothing) + label_smoothing / n_classes
+    if loss_function == "BCE":
+        per = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        if class_weights is not None:
+            per = per * class_weights.to(per.device)
+        per = per.mean(dim=1)
+    elif loss_function == "CrossEntropy":
+        logp = F.log_softmax(logits, dim=1)
+        w = class_weights.to(logits.device) if class_weights is not None else 1.0
+        per = -(target * logp * w).sum(dim=1)
+    else:
+        raise ValueError(f"loss_function={loss_function!r}: expected BCE or CrossEntropy")
+    if sample_weights is None:
+        return per.mean()
+    return (per * sample_weights).sum() / sample_weights.sum().clamp(min=1e-8)
