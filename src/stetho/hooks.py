@@ -34,5 +34,5 @@ def _guarded(name: str, fn: Hook) -> Hook:
 
 def default_after_run() -> list[Hook]:
     """The hooks ``stetho train`` runs, in order."""
-    hooks: list[Hook] = []
+    hooks: list[tuple[str, Hook]] = []
     return [_guarded(name, fn) for name, fn in hooks]

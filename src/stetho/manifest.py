@@ -136,7 +136,7 @@ def audio_headers(paths: Iterable[str | os.PathLike[str]], *, name: str) -> pd.D
     ``stetho data check`` for a full decode of every file.
     """
     rows, skipped = [], []
-    for path in paths:
+    for path in dict.fromkeys(paths):  # each file once, in order
         try:
             info = audio_info(path)
         except AudioError as exc:

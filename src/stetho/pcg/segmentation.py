@@ -104,7 +104,7 @@ def duration_model(
 
 
 def sound_probability(features: np.ndarray) -> np.ndarray:
-    """Probability (frames,) that each frame lies in S1 or S2, from normalised envelopes (frames, k)."""
+    """Probability (frames,) that a frame lies in S1 or S2, from normalised envelopes (frames, k)."""
     return special.expit(_SLOPE * (features.mean(axis=1) - _OFFSET))
 
 

@@ -84,7 +84,10 @@ def synthesize_pcg(
     premature_beats: Sequence[int] = (),
     premature_fraction: float = 0.65,
     murmur_gain: float = 0.0,
+    s3_gain: float = 0.0,
     snr_db: float | None = None,
+    bursts: int = 0,
+    burst_gain: float = 3.0,
     seed: int = 0,
 ) -> SyntheticPCG:
     """Synthesise a PCG of ``duration_s`` seconds at ``heart_rate_bpm``.
@@ -102,8 +105,14 @@ def synthesize_pcg(
     murmur_gain:
         Peak amplitude, relative to S1, of a crescendo-decrescendo 100-400 Hz noise filling
         systole between S1 and S2 (0 for none).
+    s3_gain:
+        Amplitude, relative to S1, of a low-pitched (35 Hz) third sound 150 ms after S2 (0 for
+        none).  S3 is not part of the truth: a segmenter should not call it S1 or S2.
     snr_db:
         Ratio of the heart-sound power to added white-noise power (None for no noise).
+    bursts:
+        Number of artifact bursts (0.2-0.8 s of low-pass noise, as a knock or a rub), placed at
+        random, each ``burst_gain`` times the root-mean-square of the heart sounds.
     seed:
         Seed of the random generator; the same arguments give the same signal.
     """
@@ -160,13 +169,23 @@ def synthesize_pcg(
             decay_s=0.018,
             second_gain=0.5,
         )
+        if s3_gain > 0:
+            _add_sound(clean, b + 0.15, sample_rate=sample_rate, gain=s3_gain,
+                       frequencies_hz=(35.0, 35.0), delay_s=0.0, decay_s=0.02, second_gain=0.0)
         if murmur_gain > 0:
             clean += murmur_gain * _murmur(
                 t, start_s=a + S1_DURATION_S, stop_s=b, sample_rate=sample_rate, rng=rng
             )
+    rms = np.sqrt(np.mean(clean**2))
+    for _ in range(bursts):
+        length = int(rng.uniform(0.2, 0.8) * sample_rate)
+        start = int(rng.integers(0, max(1, n - length)))
+        burst = signal.lfilter([1.0], [1.0, -0.9], rng.standard_normal(length))
+        stop = min(n, start + length)
+        clean[start:stop] += burst_gain * rms * burst[: stop - start] / np.std(burst)
     if snr_db is not None:
         noise = rng.standard_normal(n)
-        scale = np.sqrt(np.mean(clean**2) / np.mean(noise**2) / 10 ** (snr_db / 10))
+        scale = rms / np.std(noise) / 10 ** (snr_db / 20)
         clean = clean + scale * noise
     samples = (clean / (np.max(np.abs(clean)) * 1.25)).astype(np.float32)
 

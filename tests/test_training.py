@@ -1,0 +1,124 @@
+"""Training engine: learns a known difference, resumes to the same result, runs the reference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from stetho.config import load_config
+from stetho.experiment import run_experiment
+from stetho.run import load_run, partial_dir
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hydrogen_torch_heartbeat.yaml"
+
+TINY = [
+    "architecture.width=8",
+    "dataset.number_of_folds=2",
+    "audio.training_chunk_seconds=2",
+    "prediction.inference_chunk_seconds=2",
+    "training.batch_size=4",
+    "training.epochs=6",
+    "training.learning_rate=0.01",
+    "training.evaluation_epochs=1",
+    "training.build_scoring_pipelines=false",
+    "training.run_interpretations=false",
+]
+
+
+def _beats(rng: np.random.Generator, sr: int, seconds: float, *, tone_hz: float) -> np.ndarray:
+    """Noise with a 60 ms tone burst every 0.8 s: a caricature of S1 at ``tone_hz``."""
+    n = int(seconds * sr)
+    x = 0.01 * rng.standard_normal(n)
+    t = np.arange(int(0.06 * sr)) / sr
+    burst = np.sin(2 * np.pi * tone_hz * t) * np.hanning(t.size)
+    for start in np.arange(rng.uniform(0, 0.4), seconds - 0.1, 0.8):
+        i = int(start * sr)
+        x[i : i + burst.size] += burst
+    return x.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def two_class_folder(tmp_path_factory) -> Path:
+    """12 recordings per class in class subfolders: low (60 Hz) vs high (400 Hz) bursts."""
+    root = tmp_path_factory.mktemp("synthetic")
+    rng = np.random.default_rng(0)
+    for label, hz in (("normal", 60.0), ("murmur", 400.0)):
+        (root / label).mkdir()
+        for i in range(12):
+            sf.write(root / label / f"{label}_{i:02d}.wav", _beats(rng, 2000, 3.0, tone_hz=hz), 2000)
+    return root
+
+
+def test_learns_a_known_difference(two_class_folder, tmp_path):
+    cfg = load_config(None, TINY)
+    result = run_experiment(cfg, out_dir=tmp_path / "run", data=two_class_folder, progress=False)
+    assert result.summary["pooled"]["macro_auc"] > 0.95
+    oof = pd.read_parquet(tmp_path / "run" / "oof_predictions.parquet")
+    assert len(oof) == 24 and oof["path"].is_unique
+    for name in ("config.yaml", "labels.json", "manifest.parquet", "metrics.jsonl", "summary.json",
+                 "environment.json", "fold-0/model.safetensors", "fold-1/model.safetensors"):
+        assert (tmp_path / "run" / name).exists(), name
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 * 6  # one per epoch and fold
+    env = json.loads((tmp_path / "run" / "environment.json").read_text())
+    assert env["seed"] == 0 and env["packages"]["torch"]
+    # The saved run scores recordings like the validation did.
+    run = load_run(tmp_path / "run", folds=[0])
+    part = oof[oof["fold"] == 0]
+    waves = [sf.read(p, dtype="float32")[0] for p in part["path"]]
+    probs = run.predict_waves(waves)
+    np.testing.assert_allclose(probs, part[[f"prob_{c}" for c in run.classes]].to_numpy(), atol=1e-5)
+
+
+def test_killed_run_resumes_to_the_same_result(two_class_folder, tmp_path):
+    cfg = load_config(None, TINY)
+    straight = run_experiment(cfg, out_dir=tmp_path / "a", data=two_class_folder, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, out_dir=tmp_path / "b", data=two_class_folder, progress=False, stop_after_epoch=2)
+    assert partial_dir(tmp_path / "b").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_experiment(cfg, out_dir=tmp_path / "b", data=two_class_folder, progress=False)
+    resumed = run_experiment(cfg, out_dir=tmp_path / "b", data=two_class_folder, progress=False, resume=True)
+    cols = [c for c in straight.oof.columns if c.startswith("prob_")]
+    np.testing.assert_allclose(resumed.oof[cols].to_numpy(), straight.oof[cols].to_numpy(), atol=1e-6)
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 * 6
+
+
+def test_same_seed_same_result_and_seed_minus_one_is_recorded(two_class_folder, tmp_path):
+    cfg = load_config(None, TINY + ["training.epochs=1", "environment.seed=-1"])
+    run_experiment(cfg, out_dir=tmp_path / "r", data=two_class_folder, progress=False)
+    stored = load_config(tmp_path / "r" / "config.yaml")
+    assert stored.environment.seed >= 0
+    warnings = json.loads((tmp_path / "r" / "warnings.json").read_text())
+    assert any(str(stored.environment.seed) in w for w in warnings)
+
+
+def test_holdout_and_leave_source_out(two_class_folder, tmp_path):
+    cfg = load_config(None, TINY + ["training.epochs=1", "dataset.validation_strategy=holdout"])
+    res = run_experiment(cfg, out_dir=tmp_path / "h", data=two_class_folder, progress=False)
+    assert res.summary["folds"] == [1]
+    assert 0 < len(res.oof) < 24
+
+
+@pytest.mark.slow
+def test_reference_yaml_runs_unchanged(mission_dir, tmp_path):
+    """Hydrogen Torch's file, as shipped; only size and speed are overridden for CI."""
+    if not REFERENCE.exists():
+        pytest.skip("reference YAML absent")
+    cfg = load_config(REFERENCE, ["architecture.backbone=resnet18", "architecture.pretrained=false",
+                                  "training.epochs=1", "dataset.data_sample=0.15",
+                                  "training.run_interpretations=false", "training.build_scoring_pipelines=false"])
+    res = run_experiment(cfg, out_dir=tmp_path / "ref", data=mission_dir, progress=False)
+    assert res.summary["folds"] == [0]  # folds: ['0'] trains fold 0 only
+    warnings = json.loads((tmp_path / "ref" / "warnings.json").read_text())
+    assert any("Nyquist" in w for w in warnings)
+    assert any("occurs only in source" in w for w in warnings)
+    stored = load_config(tmp_path / "ref" / "config.yaml")
+    assert stored.audio.maximum_frequency == 2000
+    assert (tmp_path / "ref" / "fold-0" / "model.safetensors").exists()
