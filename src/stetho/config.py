@@ -125,6 +125,11 @@ class AugmentationConfig(Section):
     noise_snr_db: tuple[float, float] = (10.0, 40.0)
     #: Random circular time shift of the training chunk.
     time_shift: bool = False
+    #: SpecAugment (Park et al., 2019): this many time masks of up to ``spec_time_mask_seconds``
+    #: and frequency masks of up to ``spec_freq_mask_bins`` mel bands on each training spectrogram.
+    spec_masks: int = Field(0, ge=0)
+    spec_time_mask_seconds: float = Field(0.4, ge=0)
+    spec_freq_mask_bins: int = Field(8, ge=0)
 
 
 class DatasetConfig(Section):

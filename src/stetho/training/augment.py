@@ -97,6 +97,35 @@ def mix_batch(
     return wave, target
 
 
+def spec_augment(
+    spec: torch.Tensor, cfg: AugmentationConfig, generator: torch.Generator, *, frames_per_second: float
+) -> torch.Tensor:
+    """SpecAugment time and frequency masking (Park et al., 2019) on ``(B, 1, n_mels, frames)``.
+
+    Masked cells take the spectrogram's mean, so a mask looks like "no information" after
+    per-recording standardisation rather than like a loud or silent band.
+    """
+    if not cfg.spec_masks:
+        return spec
+    b, _, n_mels, n_frames = spec.shape
+    out = spec.clone()
+    fill = spec.mean(dim=(1, 2, 3))
+    max_t = max(1, int(cfg.spec_time_mask_seconds * frames_per_second))
+    max_f = max(1, min(cfg.spec_freq_mask_bins, n_mels - 1))
+    for _ in range(cfg.spec_masks):
+        t_len = torch.randint(0, max_t + 1, (b,), generator=generator)
+        t0 = (torch.rand(b, generator=generator) * (n_frames - t_len).clamp(min=1)).long()
+        f_len = torch.randint(0, max_f + 1, (b,), generator=generator)
+        f0 = (torch.rand(b, generator=generator) * (n_mels - f_len).clamp(min=1)).long()
+        t_idx = torch.arange(n_frames)
+        f_idx = torch.arange(n_mels)
+        t_mask = (t_idx[None] >= t0[:, None]) & (t_idx[None] < (t0 + t_len)[:, None])
+        f_mask = (f_idx[None] >= f0[:, None]) & (f_idx[None] < (f0 + f_len)[:, None])
+        mask = (t_mask[:, None, :] | f_mask[:, :, None]).to(spec.device)
+        out = torch.where(mask[:, None], fill.view(b, 1, 1, 1), out)
+    return out
+
+
 def _beta_icdf(beta: torch.distributions.Beta, u: torch.Tensor) -> torch.Tensor:
     """Inverse CDF of a Beta from a 512-point table (torch has none; mixing needs no more)."""
     grid = torch.linspace(1e-4, 1 - 1e-4, 512)
