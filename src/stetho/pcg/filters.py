@@ -10,8 +10,9 @@ heart sound recordings by a duration-dependent hidden Markov model", Physiol. Me
 from __future__ import annotations
 
 import numpy as np
-import soxr
 from scipy import signal
+
+from stetho.audio import resample as _resample_audio
 
 #: Sample rate at which all PCG analysis runs (Hz).
 INTERNAL_SAMPLE_RATE_HZ = 2000
@@ -35,13 +36,13 @@ def check_signal(x: np.ndarray, sample_rate_hz: float) -> np.ndarray:
 
 
 def resample(
-    x: np.ndarray, sample_rate_hz: float, *, target_hz: int = INTERNAL_SAMPLE_RATE_HZ
+    x: np.ndarray, sample_rate_hz: int, *, target_hz: int = INTERNAL_SAMPLE_RATE_HZ
 ) -> np.ndarray:
-    """Resample ``x`` (samples,) from ``sample_rate_hz`` to ``target_hz`` with soxr (float64)."""
+    """Resample ``x`` (samples,) from ``sample_rate_hz`` to ``target_hz`` (soxr HQ, float64)."""
     arr = check_signal(x, sample_rate_hz)
     if sample_rate_hz == target_hz:
         return arr.copy()
-    return soxr.resample(arr, sample_rate_hz, target_hz, quality="HQ").astype(np.float64)
+    return _resample_audio(arr, int(sample_rate_hz), target_hz).astype(np.float64)
 
 
 def bandpass(
@@ -104,7 +105,7 @@ def remove_spikes(
     return out
 
 
-def preprocess(x: np.ndarray, sample_rate_hz: float) -> np.ndarray:
+def preprocess(x: np.ndarray, sample_rate_hz: int) -> np.ndarray:
     """Resample to 2 kHz, band-pass 25-400 Hz and remove spikes; returns (samples at 2 kHz,)."""
     y = resample(x, sample_rate_hz)
     y = bandpass(y, INTERNAL_SAMPLE_RATE_HZ)

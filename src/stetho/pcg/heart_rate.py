@@ -1,23 +1,26 @@
 """Heart rate and systolic interval from the autocorrelation of the homomorphic envelope.
 
 The method is that of the PhysioNet/CinC 2016 reference code (Springer's ``getHeartRateSchmidt``,
-after Schmidt et al. 2010): the autocorrelation of the normalised homomorphic envelope peaks at
-the cardiac cycle length.  Two changes let it cover 30-200 bpm instead of 30-120 bpm:
+after Schmidt et al. 2010): the autocorrelation of the homomorphic envelope peaks at the cardiac
+cycle length, searched there between 0.5 and 2 s (30-120 bpm).  Three changes let it cover
+30-200 bpm and resist artifacts; each was chosen in a design study on 400-500 varied synthetic
+recordings (30-180 bpm, pink noise at 0-20 dB, murmurs, S3, beat-to-beat, respiratory and
+loudness variability, noise bursts in 44 % of them; :mod:`stetho.pcg.synthetic`), scoring the
+share of estimates within 5 bpm:
 
-* a candidate lag ``L`` is scored by ``(r(L) + r(2L)) / 2``: the true cycle length repeats at
-  twice its lag, whereas the S1-S2 and S2-S1 lags (which also give autocorrelation peaks) do not,
-  and the biased autocorrelation's decay keeps ``2T`` from beating ``T``;
+* the autocorrelation is taken of the logarithm of the envelope (the low-passed log-magnitude),
+  where loudness changes add instead of multiply, so a short loud artifact (a knock, a rub,
+  speech) cannot outweigh many clean cycles: 66 % -> 85 % of the recordings with bursts,
+  92 % -> 95 % of those without;
+* the highest autocorrelation peak between 0.3 and 2 s is taken, then replaced by a peak at a
+  half or a third of its lag when that one is nearly as high (:data:`OCTAVE_RATIO`): the
+  octave-error check of pitch trackers, which keeps ``2T`` from winning over the cycle ``T``
+  (96.1 % -> 96.8 % without bursts; scoring ``(r(L) + r(2L)) / 2`` instead did worse, 93 %);
 * the autocorrelation cannot tell systole (S1->S2) from diastole (S2->S1), and Springer's
   search window (0.2 s, T/2] assumes systole is the shorter, which fails above ~120 bpm; the
-  systolic peak is instead sought near the physiological systole for the cycle length
-  (:func:`stetho.pcg.synthetic.systole_interval_s`), which also keeps a systolic murmur from
-  pulling it to the end of S1.
-
-A short loud artifact (a knock, a rub, speech) can outweigh many clean cycles in an
-autocorrelation, so the envelope is first clipped at its median plus two robust standard
-deviations (1.4826 MAD): every heart sound then counts about the same, whatever its loudness.
-On synthetic recordings with 0.2-0.8 s noise bursts this raised the share of estimates within
-5 bpm from 77 % to 89 % (two bursts) and from 93 % to 99 % (one burst).
+  systolic lag is instead the autocorrelation maximum penalised by its distance to the
+  physiological systole for the cycle length (:func:`stetho.pcg.synthetic.systole_interval_s`),
+  which also keeps a systolic murmur from pulling it to the end of S1.
 
 The confidence is the normalised autocorrelation at the chosen lag: 1 for a perfectly periodic
 envelope, near 0 for noise.
@@ -25,7 +28,6 @@ envelope, near 0 for noise.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +37,8 @@ from scipy import signal as sps
 from stetho.pcg.envelopes import normalise
 from stetho.pcg.synthetic import systole_interval_s
 
-logger = logging.getLogger(__name__)
+#: A peak at a half or a third of the best lag replaces it when at least this high relative.
+OCTAVE_RATIO = 0.9
 
 
 @dataclass(frozen=True)
@@ -53,13 +56,6 @@ class HeartRateEstimate:
     def cycle_s(self) -> float:
         """Cardiac cycle length (s)."""
         return 60.0 / self.heart_rate_bpm
-
-
-def clip_outliers(envelope: np.ndarray, *, n_sd: float = 2.0) -> np.ndarray:
-    """Clip an envelope at its median plus ``n_sd`` robust standard deviations (1.4826 MAD)."""
-    centre = float(np.median(envelope))
-    spread = 1.4826 * float(np.median(np.abs(envelope - centre)))
-    return np.minimum(envelope, centre + n_sd * spread) if spread > 0 else envelope
 
 
 def autocorrelation(envelope: np.ndarray) -> np.ndarray:
@@ -82,10 +78,12 @@ def _refine_peak(r: np.ndarray, k: int) -> tuple[float, float]:
     return float(k), float(r[k])
 
 
-def _near_max(r: np.ndarray, centre: float, half_width: float) -> float:
-    lo = max(0, int(np.floor(centre - half_width)))
-    hi = min(len(r), int(np.ceil(centre + half_width)) + 1)
-    return float(r[lo:hi].max()) if hi > lo else float("nan")
+def _peaks_between(r: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Indices of local maxima of ``r`` with ``lo <= index <= hi`` (1 <= lo, hi <= len(r) - 2)."""
+    if hi < lo:
+        return np.empty(0, dtype=np.int64)
+    peaks, _ = sps.find_peaks(r[lo - 1 : hi + 2])
+    return peaks + lo - 1
 
 
 def estimate_heart_rate(
@@ -95,29 +93,33 @@ def estimate_heart_rate(
     min_bpm: float = 30.0,
     max_bpm: float = 200.0,
 ) -> HeartRateEstimate:
-    """Estimate heart rate from an envelope (frames,) sampled at ``envelope_hz``.
+    """Estimate heart rate from a homomorphic envelope (frames,) sampled at ``envelope_hz``.
 
+    ``envelope`` must be non-negative (not z-scored): its logarithm is autocorrelated.
     Returns NaN heart rate and zero confidence when the envelope holds no autocorrelation peak
-    between the lags of ``max_bpm`` and ``min_bpm`` (too short, or not periodic).
+    between the lags of ``max_bpm`` and ``min_bpm`` (too short, silent, or not periodic).
     """
     if not 0 < min_bpm < max_bpm:
         raise ValueError(f"min_bpm={min_bpm}, max_bpm={max_bpm}: expected 0 < min_bpm < max_bpm")
-    r = autocorrelation(np.asarray(envelope, dtype=np.float64))
+    env = np.asarray(envelope, dtype=np.float64)
+    peak = float(np.max(env)) if env.size else 0.0
+    if not peak > 0:
+        return HeartRateEstimate(float("nan"), 0.0, float("nan"))
+    r = autocorrelation(np.log(np.maximum(env, 1e-6 * peak)))
     lo = max(1, int(np.floor(60.0 / max_bpm * envelope_hz)))
     hi = min(len(r) - 2, int(np.ceil(60.0 / min_bpm * envelope_hz)))
-    nothing = HeartRateEstimate(float("nan"), 0.0, float("nan"))
-    if hi <= lo:
-        return nothing
-    peaks, _ = sps.find_peaks(r[lo - 1 : hi + 2])
-    peaks = peaks + lo - 1
-    peaks = peaks[(peaks >= lo) & (peaks <= hi)]
+    peaks = _peaks_between(r, lo, hi)
     if peaks.size == 0:
-        return nothing
-    scores = []
-    for k in peaks:
-        second = _near_max(r, 2 * k, 0.1 * k) if 2 * k < len(r) else float("nan")
-        scores.append(r[k] if np.isnan(second) else 0.5 * (r[k] + second))
-    best = int(peaks[int(np.argmax(scores))])
+        return HeartRateEstimate(float("nan"), 0.0, float("nan"))
+    best = int(peaks[int(np.argmax(r[peaks]))])
+    for divisor in (3, 2):
+        near = peaks[
+            (np.abs(peaks - best / divisor) <= 0.08 * best / divisor)
+            & (r[peaks] >= OCTAVE_RATIO * r[best])
+        ]
+        if near.size:
+            best = int(near.min())
+            break
     lag, height = _refine_peak(r, best)
     cycle_s = lag / envelope_hz
     return HeartRateEstimate(
@@ -128,26 +130,22 @@ def estimate_heart_rate(
 
 
 def _systole_s(r: np.ndarray, envelope_hz: float, *, cycle_s: float) -> float:
-    """S1-onset to S2-onset interval (s) from the autocorrelation ``r``, guided by physiology.
+    """S1-onset to S2-onset interval (s): the lag ``L`` maximising ``r(L) - |L - p| / p``.
 
-    Candidates are autocorrelation peaks within 40 % of the physiological systole ``p`` for the
-    cycle length; the one maximising ``r(L) - |L - p| / p`` wins.  Without a candidate (a murmur
-    filling systole flattens the peak) the physiological value itself is returned.
+    ``p`` is the physiological systole for the cycle length and ``L`` is searched within 40 %
+    of it (and at least 0.1 s from 0 and from the cycle): an autocorrelation peak moves the
+    estimate only when it is clearly there, and a murmur that fills systole, flattening the
+    peak, leaves the estimate near ``p``.
     """
     prior_s = float(systole_interval_s(cycle_s))
     lo = max(int(np.ceil(0.6 * prior_s * envelope_hz)), int(np.ceil(0.1 * envelope_hz)))
     hi = min(
         int(np.floor(1.4 * prior_s * envelope_hz)),
         int(np.floor((cycle_s - 0.1) * envelope_hz)),
-        len(r) - 2,
+        len(r) - 1,
     )
-    if hi <= lo + 1:
+    if hi < lo:
         return prior_s
-    peaks, _ = sps.find_peaks(r[lo - 1 : hi + 2])
-    peaks = peaks + lo - 1
-    peaks = peaks[(peaks >= lo) & (peaks <= hi)]
-    if peaks.size == 0:
-        return prior_s
-    refined = [_refine_peak(r, int(k)) for k in peaks]
-    scores = [height - abs(lag / envelope_hz - prior_s) / prior_s for lag, height in refined]
-    return refined[int(np.argmax(scores))][0] / envelope_hz
+    lags_s = np.arange(lo, hi + 1) / envelope_hz
+    score = r[lo : hi + 1] - np.abs(lags_s - prior_s) / prior_s
+    return float(lags_s[int(np.argmax(score))])

@@ -80,6 +80,8 @@ def synthesize_pcg(
     duration_s: float = 10.0,
     sample_rate: int = 2000,
     variability: float = 0.03,
+    respiratory_modulation: float = 0.0,
+    amplitude_variability: float = 0.2,
     s2_gain: float = 0.7,
     premature_beats: Sequence[int] = (),
     premature_fraction: float = 0.65,
@@ -95,7 +97,13 @@ def synthesize_pcg(
     Parameters
     ----------
     variability:
-        Standard deviation of each cycle length relative to the mean (sinus variability).
+        Standard deviation of each cycle length relative to the mean (random variability).
+    respiratory_modulation:
+        Amplitude, relative to the mean, of a 0.25 Hz sinusoidal modulation of the cycle length
+        (respiratory sinus arrhythmia), random phase.
+    amplitude_variability:
+        Standard deviation of the log of each beat's loudness (breathing, chest-piece contact);
+        S1 and S2 of a beat share it.
     s2_gain:
         Peak amplitude of S2 relative to S1.
     premature_beats:
@@ -109,7 +117,8 @@ def synthesize_pcg(
         Amplitude, relative to S1, of a low-pitched (35 Hz) third sound 150 ms after S2 (0 for
         none).  S3 is not part of the truth: a segmenter should not call it S1 or S2.
     snr_db:
-        Ratio of the heart-sound power to added white-noise power (None for no noise).
+        Ratio of the heart-sound power to added pink (1/f) noise power, None for no noise; body
+        and room noise in stethoscope recordings is concentrated at low frequencies.
     bursts:
         Number of artifact bursts (0.2-0.8 s of low-pass noise, as a knock or a rub), placed at
         random, each ``burst_gain`` times the root-mean-square of the heart sounds.
@@ -130,10 +139,12 @@ def synthesize_pcg(
     premature = set(premature_beats)
     onsets: list[float] = []
     onset_s = rng.uniform(0.05, 0.6) * rr_s
+    breath_phase = rng.uniform(0, 2 * np.pi)
     beat = 0
     while onset_s < duration_s:
         onsets.append(onset_s)
-        step_s = rr_s * (1 + variability * rng.standard_normal())
+        breathing = respiratory_modulation * np.sin(2 * np.pi * 0.25 * onset_s + breath_phase)
+        step_s = rr_s * (1 + breathing + variability * rng.standard_normal())
         if beat + 1 in premature:
             step_s = premature_fraction * rr_s
         elif beat in premature:
@@ -149,11 +160,12 @@ def synthesize_pcg(
 
     clean = np.zeros(n)
     for a, b in zip(s1_on, s2_on, strict=True):
+        beat_gain = float(np.exp(amplitude_variability * rng.standard_normal()))
         _add_sound(
             clean,
             a,
             sample_rate=sample_rate,
-            gain=1.0 + 0.1 * rng.standard_normal(),
+            gain=beat_gain * (1.0 + 0.1 * rng.standard_normal()),
             frequencies_hz=(55.0, 75.0),
             delay_s=0.03,
             decay_s=0.025,
@@ -163,15 +175,23 @@ def synthesize_pcg(
             clean,
             b,
             sample_rate=sample_rate,
-            gain=s2_gain,
+            gain=beat_gain * s2_gain,
             frequencies_hz=(110.0, 140.0),
             delay_s=0.025,
             decay_s=0.018,
             second_gain=0.5,
         )
         if s3_gain > 0:
-            _add_sound(clean, b + 0.15, sample_rate=sample_rate, gain=s3_gain,
-                       frequencies_hz=(35.0, 35.0), delay_s=0.0, decay_s=0.02, second_gain=0.0)
+            _add_sound(
+                clean,
+                b + 0.15,
+                sample_rate=sample_rate,
+                gain=s3_gain,
+                frequencies_hz=(35.0, 35.0),
+                delay_s=0.0,
+                decay_s=0.02,
+                second_gain=0.0,
+            )
         if murmur_gain > 0:
             clean += murmur_gain * _murmur(
                 t, start_s=a + S1_DURATION_S, stop_s=b, sample_rate=sample_rate, rng=rng
@@ -184,7 +204,7 @@ def synthesize_pcg(
         stop = min(n, start + length)
         clean[start:stop] += burst_gain * rms * burst[: stop - start] / np.std(burst)
     if snr_db is not None:
-        noise = rng.standard_normal(n)
+        noise = _pink_noise(n, rng)
         scale = rms / np.std(noise) / 10 ** (snr_db / 20)
         clean = clean + scale * noise
     samples = (clean / (np.max(np.abs(clean)) * 1.25)).astype(np.float32)
@@ -201,6 +221,16 @@ def synthesize_pcg(
         s2_offsets_s=s2_on[keep2] + S2_DURATION_S,
         premature_beats=tuple(sorted(i for i in premature if i < len(onsets))),
     )
+
+
+def _pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise with a 1/f power spectrum, (n,), unit standard deviation."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n)
+    spectrum[1:] /= np.sqrt(freqs[1:])
+    spectrum[0] = 0.0
+    noise = np.fft.irfft(spectrum, n)
+    return noise / np.std(noise)
 
 
 def _murmur(
