@@ -1,0 +1,142 @@
+"""Score an archive over a Dask distributed cluster: the same groups, the same rows, in order.
+
+The files are cut into the groups :func:`stetho.predict.predict_files` uses (``batch_size``
+recordings each); each group is one task running :func:`stetho.predict.score_group` on a
+worker. A worker loads the run once (a per-process cache keyed on the run folder and folds),
+so a task costs decoding and inference only. The client reassembles the groups in input order
+and builds the same table as the serial run, bad files included.
+
+Workers read the run folder and the audio files themselves, by absolute path: both must be on
+storage every worker sees at the same path (NFS, a shared volume). See ``docs/scoring.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from stetho.predict import (
+    DEFAULT_BATCH_SIZE,
+    InputItem,
+    Scored,
+    groups,
+    results_frame,
+    score_group,
+)
+from stetho.run import Run, load_run
+
+logger = logging.getLogger(__name__)
+
+#: ``--dask local``: a cluster of worker processes on this machine, one thread each.
+LOCAL = "local"
+
+
+@functools.lru_cache(maxsize=4)
+def _worker_run(run_dir: str, folds: tuple[int, ...] | None) -> Run:
+    """The run, loaded once per worker process (and per folds); torch limited to the worker's
+    threads so that several workers on one machine do not oversubscribe its cores."""
+    import torch
+
+    try:
+        from distributed import get_worker
+
+        threads = get_worker().state.nthreads
+    except (ImportError, ValueError):  # not inside a Dask worker
+        threads = 0
+    if threads:
+        torch.set_num_threads(threads)
+    return load_run(run_dir, folds=None if folds is None else list(folds))
+
+
+def _score_task(
+    run_dir: str, folds: tuple[int, ...] | None, items: list[InputItem], batch_size: int
+) -> list[Scored]:
+    """One group, scored on a worker."""
+    return score_group(_worker_run(run_dir, folds), items, batch_size=batch_size)
+
+
+@contextlib.contextmanager
+def connect(scheduler: Any) -> Iterator[Any]:
+    """A ``distributed.Client`` for ``scheduler``: an existing client (used as is), a scheduler
+    address (``tcp://host:8786``), or ``"local"`` (a local cluster of processes, one per core,
+    closed on exit)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise RuntimeError("--dask needs dask.distributed: pip install 'stetho[dask]'") from None
+    if isinstance(scheduler, Client):
+        yield scheduler
+        return
+    if not isinstance(scheduler, str) or not scheduler:
+        raise ValueError(
+            f"scheduler={scheduler!r}: expected a Dask Client, a scheduler address "
+            "(tcp://host:8786) or 'local'"
+        )
+    if scheduler == LOCAL:
+        n = os.cpu_count() or 1
+        with (
+            LocalCluster(n_workers=n, threads_per_worker=1, processes=True) as cluster,
+            Client(cluster) as client,
+        ):
+            yield client
+        return
+    with Client(scheduler, timeout="30s") as client:
+        yield client
+
+
+def predict_files_dask(
+    run_dir: str | Path,
+    items: Sequence[InputItem],
+    *,
+    scheduler: Any,
+    folds: list[int] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    threshold: float | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """:func:`stetho.predict.predict_files` over a Dask cluster; returns the same table.
+
+    Args:
+        run_dir: the run folder, readable by every worker at the same absolute path.
+        items: from :func:`stetho.predict.collect_inputs` (absolute paths are used).
+        scheduler: a ``distributed.Client``, a scheduler address, or ``"local"``.
+        folds, batch_size, threshold, progress: as for ``predict_files`` / ``load_run``.
+    """
+    from distributed import as_completed
+
+    run_dir = Path(run_dir).resolve()
+    # Checked here, before any task is sent: a missing run or fold is a usage error.
+    run = load_run(run_dir, folds=folds)
+    threshold = run.config.prediction.probability_threshold if threshold is None else threshold
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold={threshold}: expected a probability in [0, 1]")
+    fold_key = None if folds is None else tuple(folds)
+    parts = [list(g) for g in groups(items, batch_size)]
+    done: list[list[Scored] | None] = [None] * len(parts)
+    with connect(scheduler) as client:
+        futures = [
+            client.submit(_score_task, str(run_dir), fold_key, part, batch_size, pure=False)
+            for part in parts
+        ]
+        index = {f.key: i for i, f in enumerate(futures)}
+        with tqdm(total=len(items), desc="scoring", unit="file", disable=not progress) as bar:
+            for future in as_completed(futures):
+                i = index[future.key]
+                done[i] = future.result()
+                bar.update(len(parts[i]))
+                future.release()
+    results = [r for part in done if part is not None for r in part]
+    n_bad = sum(1 for r in results if r.error)
+    if n_bad:
+        logger.warning(
+            "%d of %d recording(s) could not be scored: see the error column", n_bad, len(results)
+        )
+    return results_frame(results, run.classes, threshold=threshold)
