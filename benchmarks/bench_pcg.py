@@ -194,10 +194,10 @@ def yardstick(data: Path) -> tuple[list[str], dict[str, list[float]]]:
         "",
         f"Label-free, {pct(totals['sound'].recall)} of the annotated sounds are found "
         f"({pct(totals['sound'].precision)} precision); with labels, {pct(pooled.recall)}.  "
-        f"{swapped_total} S1 detections sit on annotated S2 sounds: most of the gap is S1/S2 "
-        "labelling (the segmentation tells S1 from S2 by systole being the shorter interval, "
-        "which fails where the two intervals are of similar length, as at fast rates), the rest "
-        "mostly the two files whose heart rate is wrong.",
+        f"{swapped_total} S1 detections sit on annotated S2 sounds: S1/S2 labelling, checked "
+        "once per recording (the interval nearer the physiological systole for the rate is "
+        "systole; S2 is the higher-pitched sound), is still the largest part of the gap, "
+        "where the two intervals are alike (fast rates) and the pitch cue disagrees.",
     ]
     return lines, offsets
 

@@ -22,7 +22,17 @@ from stetho.pcg.heart_rate import estimate_heart_rate
 from stetho.pcg.plot import plot_analysis
 from stetho.pcg.quality import clipping_fraction
 from stetho.pcg.rhythm import rhythm_stats
-from stetho.pcg.segmentation import DIASTOLE, S1, S2, SYSTOLE, duration_model, viterbi
+from stetho.pcg.segmentation import (
+    DIASTOLE,
+    S1,
+    S2,
+    SYSTOLE,
+    duration_model,
+    label_evidence,
+    resolve_labels,
+    segment,
+    viterbi,
+)
 from stetho.pcg.synthetic import SyntheticPCG, synthesize_pcg, systole_interval_s
 
 MISSION_DIR = Path(__file__).resolve().parents[2] / "shared/data/heartbeat-sounds"
@@ -390,3 +400,57 @@ def test_real_artifacts_are_flagged(timing: pd.DataFrame) -> None:
     names = sorted((MISSION_DIR / "set_a").glob("artifact__*.wav"))[:5]
     flagged = [not analyze_file(path)["usable"] for path in names]
     assert sum(flagged) >= 4
+
+
+# --- S1/S2 labelling and the systolic autocorrelation peak -------------------------------------
+
+
+def test_a_dominant_systolic_peak_is_not_taken_for_the_cycle() -> None:
+    # Systole fixed at 0.32 s, diastole varying beat to beat (it absorbs the heart-rate
+    # variability): the autocorrelation peaks higher at the systolic lag than at the cycle.
+    rng = np.random.default_rng(0)
+    hz, cycle_s, systole_s = 50, 0.86, 0.32
+    onsets = np.cumsum(cycle_s + 0.07 * rng.standard_normal(14))
+    t = np.arange(int((onsets[-1] + 1.0) * hz)) / hz
+    envelope = np.full(len(t), 0.05)
+    for onset in onsets:
+        for centre, width in ((onset, 0.03), (onset + systole_s, 0.025)):
+            envelope += np.exp(-0.5 * ((t - centre) / width) ** 2)
+    estimate = estimate_heart_rate(envelope, hz)
+    truth = 60.0 / float(np.median(np.diff(onsets)))
+    assert abs(estimate.heart_rate_bpm - truth) < 5, (estimate.heart_rate_bpm, truth)
+
+
+@pytest.mark.parametrize(("bpm", "scale"), [(125, 1.0), (140, 1.0), (140, 1.15), (155, 1.1)])
+def test_fast_rates_are_labelled_and_not_doubled(bpm: int, scale: float) -> None:
+    # At fast rates systole and diastole are alike (scale > 1: systole the longer of the two).
+    s = synthesize_pcg(bpm, duration_s=10.0, snr_db=10, systole_scale=scale, seed=4)
+    a = analyze(s.samples, s.sample_rate)
+    assert abs(a.heart_rate_bpm - true_heart_rate(s)) < 5
+    for detected, truth in ((a.s1_s[:, 0], s.s1_onsets_s), (a.s2_s[:, 0], s.s2_onsets_s)):
+        recall, precision = recall_precision(detected, truth, 10.0)
+        assert recall >= 0.9 and precision >= 0.9, (bpm, scale, recall, precision)
+
+
+def test_a_swapped_segmentation_is_relabelled() -> None:
+    # Give the HSMM the diastolic lag as systole (what the symmetric autocorrelation allows):
+    # it labels S2 as S1 throughout; the per-recording evidence swaps the labels back.
+    bpm = 140
+    s = synthesize_pcg(bpm, duration_s=10.0, snr_db=15, systole_scale=1.15, seed=2)
+    clean = preprocess(s.samples, s.sample_rate)
+    env = envelope_matrix(clean, 2000)
+    cycle_s = 60.0 / bpm
+    wrong = segment(env[:, 1:], 50, heart_rate_bpm=bpm, systole_s=cycle_s - 0.265)
+    recall_wrong, _ = recall_precision(wrong.s1_s[:, 0], s.s1_onsets_s, 10.0)
+    assert recall_wrong < 0.3
+    evidence = label_evidence(wrong, clean, 2000, heart_rate_bpm=bpm)
+    assert evidence.total < 0
+    kwargs = {"heart_rate_bpm": bpm, "systole_s": cycle_s - 0.265}
+    fixed = resolve_labels(wrong, env[:, 1:], clean, 2000, **kwargs)
+    for detected, truth in ((fixed.s1_s[:, 0], s.s1_onsets_s), (fixed.s2_s[:, 0], s.s2_onsets_s)):
+        recall, precision = recall_precision(detected, truth, 10.0)
+        assert recall >= 0.9 and precision >= 0.9
+    # A right labelling is left alone.
+    right = segment(env[:, 1:], 50, heart_rate_bpm=bpm, systole_s=0.265)
+    kwargs["systole_s"] = 0.265
+    assert resolve_labels(right, env[:, 1:], clean, 2000, **kwargs) is right

@@ -42,6 +42,7 @@ from stetho.pcg.segmentation import (
     SYSTOLE,
     complete_runs,
     energy_centroids_s,
+    resolve_labels,
     segment,
 )
 
@@ -188,6 +189,14 @@ def analyze(x: np.ndarray, sample_rate_hz: int) -> PCGAnalysis:
         if math.isfinite(acf_bpm):
             seg = segment(
                 envelopes[:, 1:], hz, heart_rate_bpm=acf_bpm, systole_s=estimate.systole_s
+            )
+            seg = resolve_labels(
+                seg,
+                envelopes[:, 1:],
+                clean,
+                INTERNAL_SAMPLE_RATE_HZ,
+                heart_rate_bpm=acf_bpm,
+                systole_s=estimate.systole_s,
             )
             states, s1_s, s2_s = seg.states, seg.s1_s, seg.s2_s
             s1_centres_s = energy_centroids_s(clean, INTERNAL_SAMPLE_RATE_HZ, s1_s)

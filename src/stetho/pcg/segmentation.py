@@ -12,7 +12,9 @@ and for irregular rhythms:
   normalised band-limited envelopes (wavelet and PSD, see :mod:`stetho.pcg.envelopes`;
   :func:`sound_probability`), its two constants set on synthetic recordings.  S1 and S2 share
   it, as do systole and diastole, so the duration model alone tells S1 from S2 (in Springer's
-  decoder too the duration model does most of that work).
+  decoder too the duration model does most of that work).  The labelling is then checked once
+  per recording (:func:`resolve_labels`: systole nearer the physiological value, S2 the
+  higher-pitched sound), and the recording decoded again the other way round when it fails.
 * diastole: a premature beat shortens the diastole before it far beyond Springer's
   ``3 * std`` cut-off; the diastolic duration is therefore a mixture of Springer's Gaussian and
   a uniform component (weight :data:`ECTOPIC_WEIGHT`) from 0.1 s to 2.2 mean diastoles: wide
@@ -29,6 +31,7 @@ import numpy as np
 from scipy import special, stats
 
 from stetho.pcg.envelopes import normalise
+from stetho.pcg.synthetic import systole_interval_s
 
 #: States in cycle order.
 STATES = ("S1", "systole", "S2", "diastole")
@@ -36,6 +39,17 @@ S1, SYSTOLE, S2, DIASTOLE = range(4)
 
 #: Weight of the uniform component of the diastolic duration (premature beats, pauses).
 ECTOPIC_WEIGHT = 0.1
+
+#: Spread (s) of a recording's median S1-to-S2 interval about the physiological systole for
+#: its cycle length (:func:`stetho.pcg.synthetic.systole_interval_s`): between-subject spread
+#: of electromechanical systole at a given rate (~15 ms, Weissler et al. 1968) and of the
+#: Q-to-S1 delay, plus the 20 ms frame grid.  Used by :func:`label_evidence`.
+SYSTOLE_SPREAD_S = 0.03
+
+#: Share of recordings in which S2 is the higher-pitched sound (aortic and pulmonary closure,
+#: 80-150 Hz and above, against S1's 50-80 Hz; the rule is general but not universal).  It caps
+#: the weight of the spectral vote in :func:`label_evidence` at log(q / (1 - q)).
+S2_HIGHER_PITCH_RELIABILITY = 0.8
 
 # Emission constants: the probability of a heart sound is
 # sigmoid(_SLOPE * (mean z-scored envelope - _OFFSET)).  Chosen among slopes 1.5-8 and offsets
@@ -187,6 +201,10 @@ def segment(
         heart_rate_bpm=heart_rate_bpm, systole_s=systole_s, frame_hz=frame_hz
     )
     states, log_probability = viterbi(log_emission, durations)
+    return _segmentation(states, frame_hz, log_probability)
+
+
+def _segmentation(states: np.ndarray, frame_hz: float, log_probability: float) -> Segmentation:
     return Segmentation(
         states=states,
         frame_hz=frame_hz,
@@ -194,6 +212,128 @@ def segment(
         s1_s=complete_runs(states, S1) / frame_hz,
         s2_s=complete_runs(states, S2) / frame_hz,
     )
+
+
+#: State of each state once S1 and S2 are swapped (systole and diastole follow).
+_SWAPPED = np.array([S2, DIASTOLE, S1, SYSTOLE])
+
+
+@dataclass(frozen=True)
+class LabelEvidence:
+    """Log-odds that a segmentation's S1/S2 labels are right rather than swapped.
+
+    ``durations`` compares the median S1-onset to S2-onset and S2-onset to S1-onset intervals
+    with the physiological systole; ``spectrum`` is the vote of the sounds' pitch (S2 higher).
+    """
+
+    durations: float
+    spectrum: float
+
+    @property
+    def total(self) -> float:
+        return self.durations + self.spectrum
+
+
+def label_evidence(
+    seg: Segmentation, x: np.ndarray, sample_rate_hz: float, *, heart_rate_bpm: float
+) -> LabelEvidence:
+    """Evidence, over the whole recording, for the labelling of ``seg`` against its swap.
+
+    The HSMM alternates S1 and S2 but its duration model tells them apart only through the
+    systolic lag, which the autocorrelation cannot tell from the diastolic one (the two sum to
+    the cycle); at fast rates, where systole and diastole are alike, whole recordings come out
+    swapped.  The decision is made once per recording, from two cues:
+
+    * durations: systole varies little with heart rate while diastole absorbs the rest of the
+      cycle, so the interval type whose median lies nearer the physiological systole ``p`` for
+      the cycle length is systole.  With medians ``a`` (S1->S2) and ``b`` (S2->S1) and spread
+      ``s`` (:data:`SYSTOLE_SPREAD_S`), the log-likelihood ratio is
+      ``((b - p)^2 - (a - p)^2) / (2 s^2)``: large at rest, near zero where ``p`` is half the
+      cycle (about 120 bpm);
+    * spectrum: S2 is higher-pitched than S1.  The Welch ``t`` of the difference of the mean log
+      spectral centroids (25-400 Hz) of the sounds labelled S2 and S1 gives the probability
+      ``P = Phi(t)`` that S2 is the higher; with the reliability ``q`` of the rule
+      (:data:`S2_HIGHER_PITCH_RELIABILITY`), the vote is
+      ``log((q P + (1 - q)(1 - P)) / ((1 - q) P + q (1 - P)))``, at most ``log(q / (1 - q))``.
+
+    ``x`` is the pre-processed signal at ``sample_rate_hz``.  A cue that cannot be measured
+    (fewer than two sounds of a kind) gives 0.
+    """
+    hz = seg.frame_hz
+    sounds = sorted(
+        [(on / hz, off / hz, S1) for on, off in seg.s1_s * hz]
+        + [(on / hz, off / hz, S2) for on, off in seg.s2_s * hz]
+    )
+    systole, diastole = [], []
+    for (on, _, kind), (nxt, _, nxt_kind) in zip(sounds[:-1], sounds[1:], strict=True):
+        if kind == S1 and nxt_kind == S2:
+            systole.append(nxt - on)
+        elif kind == S2 and nxt_kind == S1:
+            diastole.append(nxt - on)
+    durations = 0.0
+    if systole and diastole:
+        prior = float(systole_interval_s(60.0 / heart_rate_bpm))
+        a, b = float(np.median(systole)), float(np.median(diastole))
+        durations = ((b - prior) ** 2 - (a - prior) ** 2) / (2 * SYSTOLE_SPREAD_S**2)
+    centroids = {S1: [], S2: []}
+    for on, off, kind in sounds:
+        c = _log_centroid(x, sample_rate_hz, on, off)
+        if np.isfinite(c):
+            centroids[kind].append(c)
+    spectrum = 0.0
+    c1, c2 = np.asarray(centroids[S1]), np.asarray(centroids[S2])
+    if len(c1) >= 2 and len(c2) >= 2:
+        se = np.sqrt(c1.var(ddof=1) / len(c1) + c2.var(ddof=1) / len(c2))
+        if se > 0:
+            p = float(stats.norm.cdf((c2.mean() - c1.mean()) / se))
+            q = S2_HIGHER_PITCH_RELIABILITY
+            spectrum = float(np.log((q * p + (1 - q) * (1 - p)) / ((1 - q) * p + q * (1 - p))))
+    return LabelEvidence(durations=float(durations), spectrum=spectrum)
+
+
+def _log_centroid(x: np.ndarray, sample_rate_hz: float, onset_s: float, offset_s: float) -> float:
+    """Log of the 25-400 Hz spectral centroid (Hz) of ``x`` between two times (Hann window)."""
+    lo = max(0, int(round(onset_s * sample_rate_hz)))
+    hi = min(len(x), int(round(offset_s * sample_rate_hz)))
+    if hi - lo < 8:
+        return float("nan")
+    n_fft = max(256, 1 << int(np.ceil(np.log2(hi - lo))))
+    power = np.abs(np.fft.rfft(x[lo:hi] * np.hanning(hi - lo), n_fft)) ** 2
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate_hz)
+    band = (freqs >= 25.0) & (freqs <= 400.0)
+    total = power[band].sum()
+    return float(np.log(np.dot(freqs[band], power[band]) / total)) if total > 0 else float("nan")
+
+
+def resolve_labels(
+    seg: Segmentation,
+    envelopes: np.ndarray,
+    x: np.ndarray,
+    sample_rate_hz: float,
+    *,
+    heart_rate_bpm: float,
+    systole_s: float,
+) -> Segmentation:
+    """``seg``, or, when :func:`label_evidence` finds its S1/S2 labels swapped, a new one.
+
+    ``seg`` came from :func:`segment` with ``envelopes``, ``heart_rate_bpm`` and ``systole_s``.
+    When the evidence is against its labels, the recording is decoded again with the other
+    reading of the autocorrelation (systole = cycle - ``systole_s``), so the sounds' bounds
+    follow the S1 and S2 duration models; if that decoding is not itself labelled the other
+    way round, ``seg``'s labels are swapped as they are.
+    """
+    if label_evidence(seg, x, sample_rate_hz, heart_rate_bpm=heart_rate_bpm).total >= 0:
+        return seg
+    other = segment(
+        envelopes,
+        seg.frame_hz,
+        heart_rate_bpm=heart_rate_bpm,
+        systole_s=60.0 / heart_rate_bpm - systole_s,
+    )
+    evidence = label_evidence(other, x, sample_rate_hz, heart_rate_bpm=heart_rate_bpm)
+    if np.isfinite(other.log_probability) and evidence.total >= 0:
+        return other
+    return _segmentation(_SWAPPED[seg.states], seg.frame_hz, seg.log_probability)
 
 
 def energy_centroids_s(x: np.ndarray, sample_rate_hz: float, intervals_s: np.ndarray) -> np.ndarray:

@@ -87,6 +87,7 @@ def synthesize_pcg(
     premature_fraction: float = 0.65,
     murmur_gain: float = 0.0,
     s3_gain: float = 0.0,
+    systole_scale: float = 1.0,
     snr_db: float | None = None,
     bursts: int = 0,
     burst_gain: float = 3.0,
@@ -116,6 +117,9 @@ def synthesize_pcg(
     s3_gain:
         Amplitude, relative to S1, of a low-pitched (35 Hz) third sound 150 ms after S2 (0 for
         none).  S3 is not part of the truth: a segmenter should not call it S1 or S2.
+    systole_scale:
+        Factor on the S1-to-S2 interval (1 for :func:`systole_interval_s`): subjects differ,
+        and at fast rates systole can outlast diastole (e.g. 1.15 at 140 bpm).
     snr_db:
         Ratio of the heart-sound power to added pink (1/f) noise power, None for no noise; body
         and room noise in stethoscope recordings is concentrated at low frequencies.
@@ -129,6 +133,8 @@ def synthesize_pcg(
         raise ValueError(f"heart_rate_bpm={heart_rate_bpm}: expected 20-250 bpm")
     if duration_s <= 0:
         raise ValueError(f"duration_s={duration_s}: expected a positive duration")
+    if not 0.5 <= systole_scale <= 1.5:
+        raise ValueError(f"systole_scale={systole_scale}: expected 0.5-1.5")
     if not 0.3 <= premature_fraction < 1:
         raise ValueError(f"premature_fraction={premature_fraction}: expected 0.3 <= f < 1")
     rng = np.random.default_rng(seed)
@@ -156,7 +162,7 @@ def synthesize_pcg(
     preceding = np.array(
         [premature_fraction * rr_s if i in premature else rr_s for i in range(len(onsets))]
     )
-    s2_on = s1_on + systole_interval_s(preceding)
+    s2_on = s1_on + systole_scale * systole_interval_s(preceding)
 
     clean = np.zeros(n)
     for a, b in zip(s1_on, s2_on, strict=True):
