@@ -1,0 +1,181 @@
+"""The web page in headless Chromium (Debian's ``/usr/bin/chromium``, driven by Playwright)
+against a real uvicorn server on 127.0.0.1: upload a recording and see the result, stream a
+recording live, stream the (fake) microphone.
+
+Set ``STETHO_SCREENSHOT_DIR=docs`` to write ``web.png`` (the upload result) there. The page's
+Content-Security-Policy forbids ``eval``, so the tests wait on selectors, not on JS predicates.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from stetho.config import load_config
+from stetho.experiment import run_experiment
+from stetho.serve import ServeSettings, create_app
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path(os.environ.get("STETHO_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # A synthetic microphone (a beep) that needs no permission prompt.
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+]
+OVERRIDES = [
+    "training.epochs=1",
+    "architecture.width=8",
+    "dataset.number_of_folds=2",
+    "audio.training_chunk_seconds=2",
+    "prediction.inference_chunk_seconds=2",
+    "training.build_scoring_pipelines=false",
+    "training.run_interpretations=false",
+]
+MURMUR = "murmur__122_1306325762831_C.wav"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def base_url(mission_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real server on a free loopback port, serving a tiny run trained on 6 + 6 recordings."""
+    base = tmp_path_factory.mktemp("browser")
+    for label in ("normal", "murmur"):
+        (base / "data" / label).mkdir(parents=True)
+        for src in sorted((mission_dir / "set_b").glob(f"{label}__*.wav"))[:6]:
+            shutil.copy(src, base / "data" / label / src.name)
+    run = base / "run"
+    run_experiment(load_config(None, OVERRIDES), out_dir=run, data=base / "data", progress=False)
+    app = create_app(ServeSettings(model_path=run, alert_windows=2))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+@pytest.fixture
+def page(browser: object, base_url: str) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1200, "height": 900})  # type: ignore[attr-defined]
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    # Nothing but the server itself may be contacted: the page must work offline.
+    outside: list[str] = []
+    pg.on(
+        "request",
+        lambda req: (
+            None
+            if req.url.startswith((base_url, "ws://127.0.0.1", "blob:", "data:"))
+            else outside.append(req.url)
+        ),
+    )
+    pg.goto(base_url + "/")
+    yield pg
+    assert errors == [], f"JavaScript errors: {errors}"
+    assert outside == [], f"requests outside the server: {outside}"
+    context.close()
+
+
+def test_upload_shows_the_result(page: object, mission_dir: Path) -> None:
+    pg = page
+    pg.wait_for_selector("#model-info:has-text('murmur')")
+    pg.set_input_files("#file", str(mission_dir / "set_b" / MURMUR))
+    pg.wait_for_selector("#result:not(.hidden)", timeout=30_000)
+    assert pg.inner_text("#res-label").lower() in ("murmur", "normal")
+    assert "abnormal probability" in pg.inner_text("#res-abnormal")
+    assert pg.inner_text("#res-hr").endswith("bpm")
+    assert pg.inner_text("#res-duration") == "5.6 s"
+    bars = pg.query_selector_all("#res-bars .bar")
+    assert [b.get_attribute("data-cls") for b in bars] == ["murmur", "normal"]
+    # The waveform and the spectrogram were drawn (non-blank pixels).
+    for canvas in ("wave", "spec"):
+        inked = pg.evaluate(
+            """(id) => {
+                const c = document.getElementById(id);
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+                return n / (c.width * c.height);
+            }""",
+            canvas,
+        )
+        assert inked > 0.01, f"{canvas} canvas is blank"
+    assert pg.is_hidden("#record-error")
+    shots = os.environ.get("STETHO_SCREENSHOT_DIR")
+    if shots:
+        pg.screenshot(path=str(Path(shots) / "web.png"), full_page=True)
+
+
+def test_upload_of_non_audio_shows_the_reason(page: object, tmp_path: Path) -> None:
+    pg = page
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio\n" * 10)
+    pg.set_input_files("#file", str(bad))
+    pg.wait_for_selector("#record-error:not(.hidden)", timeout=15_000)
+    text = pg.inner_text("#record-error")
+    assert "415" in text and "cannot decode" in text
+
+
+def test_live_stream_of_a_recording_gives_predictions(page: object, mission_dir: Path) -> None:
+    pg = page
+    pg.click("#tab-live")
+    pg.select_option("#live-source", "file")
+    pg.set_input_files("#live-file", str(mission_dir / "set_b" / MURMUR))
+    pg.check("#live-fast")
+    pg.click("#live-start")
+    pg.wait_for_selector("#events li >> nth=3", timeout=30_000)
+    assert pg.inner_text("#live-label").lower() in ("murmur", "normal")
+    assert pg.query_selector_all("#live-bars .bar")
+    state = pg.get_attribute("#alert-state", "class")
+    assert "raised" in state or "ok" in state
+    pg.click("#live-stop")
+    pg.wait_for_selector("#live-start:not([disabled])")
+    assert "stream ended" in pg.inner_text("#events")
+    assert pg.is_hidden("#live-error")
+
+
+def test_live_stream_from_the_microphone(page: object) -> None:
+    pg = page
+    pg.click("#tab-live")
+    pg.click("#live-start")  # microphone is the default source
+    pg.wait_for_selector("#events li:has-text('abnormal')", timeout=30_000)
+    assert "stream ready at" in pg.inner_text("#events")
+    pg.click("#live-stop")
+    pg.wait_for_selector("#live-start:not([disabled])")
+    assert pg.is_hidden("#live-error")
