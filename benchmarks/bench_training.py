@@ -63,17 +63,33 @@ def _f(x) -> str:
 
 def table(rows: list[dict]) -> str:
     classes = sorted({c for r in rows for c in r["auc"]})
-    head = ["run", "folds", "n", "macro AUC", "fold-0 macro AUC", "bal. acc."] + [f"AUC {c}" for c in classes] + ["wall time"]
+    head = (
+        ["run", "folds", "n", "macro AUC", "fold-0 macro AUC", "bal. acc."]
+        + [f"AUC {c}" for c in classes]
+        + ["wall time"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["name"], ",".join(map(str, r["folds"])), str(r["n"]), _f(r["macro_auc"]), _f(r["fold0_macro_auc"]),
-                 _f(r["balanced_accuracy"])] + [_f(r["auc"].get(c)) for c in classes] + [f"{r['seconds'] / 60:.1f} min"]
+        cells = (
+            [
+                r["name"],
+                ",".join(map(str, r["folds"])),
+                str(r["n"]),
+                _f(r["macro_auc"]),
+                _f(r["fold0_macro_auc"]),
+                _f(r["balanced_accuracy"]),
+            ]
+            + [_f(r["auc"].get(c)) for c in classes]
+            + [f"{r['seconds'] / 60:.1f} min"]
+        )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     ap.add_argument("--only", default="default,reference,loso,rhythm")
     ap.add_argument("--reference-epochs", type=int, default=None, help="shorten the reference run")
@@ -83,7 +99,10 @@ def main() -> None:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     plans = {
         "default": (DEFAULT, []),
-        "reference": (REFERENCE, [f"training.epochs={args.reference_epochs}"] if args.reference_epochs else []),
+        "reference": (
+            REFERENCE,
+            [f"training.epochs={args.reference_epochs}"] if args.reference_epochs else [],
+        ),
         "loso": (DEFAULT, ["dataset.validation_strategy=leave_source_out"]),
         "rhythm": (DEFAULT, ["training.rhythm_features=true"]),
     }

@@ -49,7 +49,9 @@ def test_eq_stays_within_its_bound():
 
 
 def test_augmentation_is_deterministic_under_a_seed():
-    cfg = AugmentationConfig(gain_db=6, lowpass_probability=1, eq_probability=1, noise_probability=1, time_shift=True)
+    cfg = AugmentationConfig(
+        gain_db=6, lowpass_probability=1, eq_probability=1, noise_probability=1, time_shift=True
+    )
     x = _white()
     a = augment_waveform(x, np.random.default_rng(5), cfg, sample_rate=SR)
     b = augment_waveform(x, np.random.default_rng(5), cfg, sample_rate=SR)
@@ -60,7 +62,9 @@ def test_augmentation_is_deterministic_under_a_seed():
 
 @pytest.mark.parametrize("target_mode", ["Ratio", "Max"])
 def test_mix_batch_mixes_waves_and_targets_consistently(target_mode):
-    cfg = AugmentationConfig(mix_audio=True, mix_probability=1.0, mix_concentration=1.0, mix_target=target_mode)
+    cfg = AugmentationConfig(
+        mix_audio=True, mix_probability=1.0, mix_concentration=1.0, mix_target=target_mode
+    )
     wave = torch.stack([torch.full((10,), 1.0), torch.full((10,), -1.0)])
     target = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     mixed, t = mix_batch(wave, target, cfg, torch.Generator().manual_seed(3))
@@ -92,4 +96,6 @@ def test_spec_augment_masks_bounded_regions_with_the_mean():
         vals = out[b, 0][changed[b]]
         if vals.numel():
             assert torch.allclose(vals, spec[b].mean().expand_as(vals))
-    assert torch.equal(spec_augment(spec, AugmentationConfig(), torch.Generator(), frames_per_second=50.0), spec)
+    assert torch.equal(
+        spec_augment(spec, AugmentationConfig(), torch.Generator(), frames_per_second=50.0), spec
+    )

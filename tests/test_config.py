@@ -87,7 +87,9 @@ def test_resolved_reference_round_trips(reference, tmp_path):
 
 
 def test_overrides_parse_yaml_values():
-    cfg = load_config(None, ["training.epochs=3", "dataset.folds=[0, 2]", "augmentation.mix_audio=Enabled"])
+    cfg = load_config(
+        None, ["training.epochs=3", "dataset.folds=[0, 2]", "augmentation.mix_audio=Enabled"]
+    )
     assert cfg.training.epochs == 3
     assert cfg.dataset.folds == ["0", "2"]
     assert cfg.augmentation.mix_audio is True

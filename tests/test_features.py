@@ -17,8 +17,16 @@ def test_mel_filterbank_matches_librosa(sr, n_fft, n_mels, fmin, fmax):
 
 
 def _frontend(norm="No", wnorm="No"):
-    return LogMel(sample_rate=2000, n_fft=256, hop=32, n_mels=64, f_min=25, f_max=1000,
-                  normalization=norm, waveform_normalization=wnorm)
+    return LogMel(
+        sample_rate=2000,
+        n_fft=256,
+        hop=32,
+        n_mels=64,
+        f_min=25,
+        f_max=1000,
+        normalization=norm,
+        waveform_normalization=wnorm,
+    )
 
 
 def test_log_mel_matches_librosa_power_melspectrogram():
@@ -26,8 +34,16 @@ def test_log_mel_matches_librosa_power_melspectrogram():
     x = rng.standard_normal(4000).astype(np.float32) * 0.1
     ours = _frontend()(torch.from_numpy(x)[None])[0, 0].numpy()
     ref = librosa.feature.melspectrogram(
-        y=x, sr=2000, n_fft=256, hop_length=32, n_mels=64, fmin=25, fmax=1000, power=2.0,
-        center=True, pad_mode="reflect",
+        y=x,
+        sr=2000,
+        n_fft=256,
+        hop_length=32,
+        n_mels=64,
+        fmin=25,
+        fmax=1000,
+        power=2.0,
+        center=True,
+        pad_mode="reflect",
     )
     ref_db = 10 * np.log10(ref + 1e-10)
     assert ours.shape == ref_db.shape

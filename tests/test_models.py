@@ -14,7 +14,9 @@ FAST = [b for b in list_backbones() if b in {"heartnet", "resnet18", "efficientn
 
 
 def _config(backbone: str):
-    cfg, _ = resolve_config(load_config(None, [f"architecture.backbone={backbone}", "architecture.width=8"]))
+    cfg, _ = resolve_config(
+        load_config(None, [f"architecture.backbone={backbone}", "architecture.width=8"])
+    )
     return cfg
 
 
@@ -26,7 +28,16 @@ def test_registry_lists_hydrogen_torch_names():
 
 def test_unknown_backbone_lists_the_known_ones():
     with pytest.raises(ValueError, match="resnet18"):
-        create_model(_config("heartnet").model_copy(update={"architecture": _config("heartnet").architecture.model_copy(update={"backbone": "resnet9000"})}), 3)
+        create_model(
+            _config("heartnet").model_copy(
+                update={
+                    "architecture": _config("heartnet").architecture.model_copy(
+                        update={"backbone": "resnet9000"}
+                    )
+                }
+            ),
+            3,
+        )
 
 
 @pytest.mark.parametrize("backbone", FAST)
@@ -101,8 +112,13 @@ def test_heartnet_onnx_round_trip(tmp_path):
     x = torch.randn(2, 6000)
     path = tmp_path / "m.onnx"
     torch.onnx.export(
-        model, (x,), str(path), input_names=["wave"], output_names=["logits"],
-        dynamic_axes={"wave": {0: "batch", 1: "samples"}}, dynamo=False,
+        model,
+        (x,),
+        str(path),
+        input_names=["wave"],
+        output_names=["logits"],
+        dynamic_axes={"wave": {0: "batch", 1: "samples"}},
+        dynamo=False,
     )
     onnx.checker.check_model(onnx.load(str(path)))
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

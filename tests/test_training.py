@@ -14,7 +14,9 @@ from stetho.config import load_config
 from stetho.experiment import run_experiment
 from stetho.run import load_run, partial_dir
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hydrogen_torch_heartbeat.yaml"
+REFERENCE = (
+    Path(__file__).resolve().parents[2] / "shared" / "reference" / "hydrogen_torch_heartbeat.yaml"
+)
 
 TINY = [
     "architecture.width=8",
@@ -50,7 +52,9 @@ def two_class_folder(tmp_path_factory) -> Path:
     for label, hz in (("normal", 60.0), ("murmur", 400.0)):
         (root / label).mkdir()
         for i in range(12):
-            sf.write(root / label / f"{label}_{i:02d}.wav", _beats(rng, 2000, 3.0, tone_hz=hz), 2000)
+            sf.write(
+                root / label / f"{label}_{i:02d}.wav", _beats(rng, 2000, 3.0, tone_hz=hz), 2000
+            )
     return root
 
 
@@ -60,8 +64,16 @@ def test_learns_a_known_difference(two_class_folder, tmp_path):
     assert result.summary["pooled"]["macro_auc"] > 0.95
     oof = pd.read_parquet(tmp_path / "run" / "oof_predictions.parquet")
     assert len(oof) == 24 and oof["path"].is_unique
-    for name in ("config.yaml", "labels.json", "manifest.parquet", "metrics.jsonl", "summary.json",
-                 "environment.json", "fold-0/model.safetensors", "fold-1/model.safetensors"):
+    for name in (
+        "config.yaml",
+        "labels.json",
+        "manifest.parquet",
+        "metrics.jsonl",
+        "summary.json",
+        "environment.json",
+        "fold-0/model.safetensors",
+        "fold-1/model.safetensors",
+    ):
         assert (tmp_path / "run" / name).exists(), name
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 * 6  # one per epoch and fold
@@ -72,20 +84,28 @@ def test_learns_a_known_difference(two_class_folder, tmp_path):
     part = oof[oof["fold"] == 0]
     waves = [sf.read(p, dtype="float32")[0] for p in part["path"]]
     probs = run.predict_waves(waves)
-    np.testing.assert_allclose(probs, part[[f"prob_{c}" for c in run.classes]].to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        probs, part[[f"prob_{c}" for c in run.classes]].to_numpy(), atol=1e-5
+    )
 
 
 def test_killed_run_resumes_to_the_same_result(two_class_folder, tmp_path):
     cfg = load_config(None, TINY)
     straight = run_experiment(cfg, out_dir=tmp_path / "a", data=two_class_folder, progress=False)
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg, out_dir=tmp_path / "b", data=two_class_folder, progress=False, stop_after_epoch=2)
+        run_experiment(
+            cfg, out_dir=tmp_path / "b", data=two_class_folder, progress=False, stop_after_epoch=2
+        )
     assert partial_dir(tmp_path / "b").exists() and not (tmp_path / "b").exists()
     with pytest.raises(FileExistsError, match="--resume"):
         run_experiment(cfg, out_dir=tmp_path / "b", data=two_class_folder, progress=False)
-    resumed = run_experiment(cfg, out_dir=tmp_path / "b", data=two_class_folder, progress=False, resume=True)
+    resumed = run_experiment(
+        cfg, out_dir=tmp_path / "b", data=two_class_folder, progress=False, resume=True
+    )
     cols = [c for c in straight.oof.columns if c.startswith("prob_")]
-    np.testing.assert_allclose(resumed.oof[cols].to_numpy(), straight.oof[cols].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        resumed.oof[cols].to_numpy(), straight.oof[cols].to_numpy(), atol=1e-6
+    )
     lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 * 6
 
@@ -111,9 +131,17 @@ def test_reference_yaml_runs_unchanged(mission_dir, tmp_path):
     """Hydrogen Torch's file, as shipped; only size and speed are overridden for CI."""
     if not REFERENCE.exists():
         pytest.skip("reference YAML absent")
-    cfg = load_config(REFERENCE, ["architecture.backbone=resnet18", "architecture.pretrained=false",
-                                  "training.epochs=1", "dataset.data_sample=0.15",
-                                  "training.run_interpretations=false", "training.build_scoring_pipelines=false"])
+    cfg = load_config(
+        REFERENCE,
+        [
+            "architecture.backbone=resnet18",
+            "architecture.pretrained=false",
+            "training.epochs=1",
+            "dataset.data_sample=0.15",
+            "training.run_interpretations=false",
+            "training.build_scoring_pipelines=false",
+        ],
+    )
     res = run_experiment(cfg, out_dir=tmp_path / "ref", data=mission_dir, progress=False)
     assert res.summary["folds"] == [0]  # folds: ['0'] trains fold 0 only
     warnings = json.loads((tmp_path / "ref" / "warnings.json").read_text())

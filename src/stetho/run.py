@@ -78,7 +78,7 @@ class Run:
         extras: list[np.ndarray] | None = None,
         batch_size: int = 64,
     ) -> np.ndarray:
-        """``(n, n_classes)`` mean probabilities of the fold ensemble, waves at :attr:`sample_rate`."""
+        """``(n, n_classes)`` mean fold-ensemble probabilities; waves at :attr:`sample_rate`."""
         return predict_recordings(
             self.models,
             waves,

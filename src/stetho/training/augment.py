@@ -98,7 +98,11 @@ def mix_batch(
 
 
 def spec_augment(
-    spec: torch.Tensor, cfg: AugmentationConfig, generator: torch.Generator, *, frames_per_second: float
+    spec: torch.Tensor,
+    cfg: AugmentationConfig,
+    generator: torch.Generator,
+    *,
+    frames_per_second: float,
 ) -> torch.Tensor:
     """SpecAugment time and frequency masking (Park et al., 2019) on ``(B, 1, n_mels, frames)``.
 
