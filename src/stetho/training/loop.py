@@ -4,6 +4,12 @@ Per epoch: set the epoch's seed, iterate batches (mix, forward, loss, backward, 
 maybe evaluate on the validation recordings, then write a checkpoint atomically. A killed run
 restarts from the last checkpoint and, because every random draw is seeded by
 ``(seed, fold, epoch)``, ends with the same weights as an uninterrupted one.
+
+Under ``torchrun`` (see :mod:`stetho.training.distributed`) the same loop runs in every
+process: the model is wrapped in ``DistributedDataParallel``, a ``DistributedSampler`` gives
+each rank its share of the epoch, and ``training.batch_size`` is per process (so the effective
+batch is ``world_size * batch_size``; nothing else is scaled). Rank 0 alone evaluates and
+writes checkpoints; the others wait for it at a barrier.
 """
 
 from __future__ import annotations
@@ -17,14 +23,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 
 from stetho.config import Config
 from stetho.inference import predict_recordings
 from stetho.io import atomic_path
 from stetho.metrics import classification_metrics, score_for_selection
 from stetho.models import HeartSoundClassifier, create_model
-from stetho.training.augment import mix_batch
+from stetho.training import distributed
+from stetho.training.augment import mix_batch, spec_augment
 from stetho.training.data import ChunkDataset
 from stetho.training.optim import class_weight_vector, create_optimizer, loss_fn, lr_factor
 
@@ -53,8 +62,13 @@ class FoldResult:
 
 
 def select_device(config: Config) -> torch.device:
-    if config.environment.gpus and torch.cuda.is_available():
-        return torch.device(f"cuda:{int(config.environment.gpus[0])}")
+    """The first of ``environment.gpus``; under torchrun, one GPU per local rank."""
+    gpus = config.environment.gpus
+    if gpus and torch.cuda.is_available():
+        if distributed.env_world_size() > 1:
+            local = distributed.env_local_rank()
+            return torch.device(f"cuda:{int(gpus[local]) if local < len(gpus) else local}")
+        return torch.device(f"cuda:{int(gpus[0])}")
     return torch.device("cpu")
 
 
@@ -80,9 +94,14 @@ def train_fold(
     progress: bool = True,
     stop_after_epoch: int | None = None,
 ) -> FoldResult:
-    """Train one fold; ``stop_after_epoch`` simulates a crash (tests of ``--resume``)."""
+    """Train one fold; ``stop_after_epoch`` simulates a crash (tests of ``--resume``).
+
+    Under torchrun every rank calls this; only rank 0's result holds validation predictions
+    and only rank 0 calls ``on_epoch``.
+    """
     tcfg = config.training
     device = select_device(config)
+    world, main = distributed.world_size(), distributed.is_main()
     seed = config.environment.seed
     sr = int(config.audio.sample_rate)
     n_extra = 0 if data.train_extras is None else data.train_extras.shape[1]
@@ -102,11 +121,20 @@ def train_fold(
         weights=data.train_weights,
         extras=data.train_extras,
     )
-    batch_size = min(tcfg.batch_size, len(dataset))
-    drop_last = tcfg.drop_last_batch and len(dataset) > batch_size
+    # Under DDP each rank draws its share of one seeded permutation per epoch (set_epoch).
+    sampler = (
+        DistributedSampler(
+            dataset, num_replicas=world, rank=distributed.rank(), shuffle=True, seed=seed + fold
+        )
+        if world > 1
+        else None
+    )
+    n_local = len(dataset) if sampler is None else len(sampler)
+    batch_size = min(tcfg.batch_size, n_local)
+    drop_last = tcfg.drop_last_batch and n_local > batch_size
     steps_per_epoch = max(
         1,
-        (len(dataset) // batch_size if drop_last else -(-len(dataset) // batch_size))
+        (n_local // batch_size if drop_last else -(-n_local // batch_size))
         // tcfg.grad_accumulation,
     )
     total_steps = steps_per_epoch * max(1, tcfg.epochs)
@@ -114,6 +142,8 @@ def train_fold(
     amp = config.environment.mixed_precision_training and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     eval_every = max(1, round(tcfg.evaluation_epochs))
+    # DDP averages gradients only for passes through its own forward.
+    net = _data_parallel(model, device) if world > 1 else model.forward_spec
 
     start_epoch, step = 0, 0
     best_score, best_state, best_epoch = -np.inf, None, -1
@@ -136,10 +166,13 @@ def train_fold(
         epoch_seed = _epoch_seed(seed, fold, epoch)
         gen = seed_everything(epoch_seed)
         dataset.epoch = epoch
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         loader = DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=True,
+            shuffle=sampler is None,
+            sampler=sampler,
             drop_last=drop_last,
             num_workers=config.environment.number_of_workers,
             generator=gen,
@@ -147,6 +180,7 @@ def train_fold(
         )
         model.train()
         losses: list[float] = []
+        n_seen = 0
         bar = _bar(loader, progress, f"fold {fold} epoch {epoch + 1}/{tcfg.epochs}")
         optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(bar):
@@ -157,8 +191,11 @@ def train_fold(
             extra = batch["extra"].to(device) if "extra" in batch else None
             with torch.no_grad():
                 spec = model.frontend(wave)
+                spec = spec_augment(
+                    spec, config.augmentation, gen, frames_per_second=sr / model.frontend.hop
+                )
             with torch.autocast(device_type=device.type, enabled=amp):
-                logits = model.forward_spec(spec, extra)
+                logits = net(spec, extra)
             loss = loss_fn(
                 logits.float(),
                 target,
@@ -186,6 +223,7 @@ def train_fold(
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
             losses.append(float(loss.detach()))
+            n_seen += len(wave)
             if progress and hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{np.mean(losses):.4f}")
         record: dict[str, Any] = {
@@ -194,8 +232,11 @@ def train_fold(
             "train_loss": float(np.mean(losses)) if losses else float("nan"),
             "lr": optimizer.param_groups[0]["lr"],
         }
+        if world > 1:
+            record["train_loss"] = distributed.mean_across_ranks(record["train_loss"], device)
+            record["rank_samples"] = distributed.gather_ints(n_seen, device)
         last = epoch + 1 == tcfg.epochs
-        if (epoch + 1) % eval_every == 0 or last:
+        if main and ((epoch + 1) % eval_every == 0 or last):
             valid_probs = _evaluate(model, data, config, device)
             m = classification_metrics(data.valid_labels, valid_probs, classes)
             score = score_for_selection(m, config.prediction.metric)
@@ -210,7 +251,7 @@ def train_fold(
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         record["seconds"] = round(time.time() - t0, 2)
         history.append(record)
-        if on_epoch is not None:
+        if main and on_epoch is not None:
             on_epoch(record)
         logger.info(
             "fold %d epoch %d: loss %.4f%s",
@@ -221,7 +262,7 @@ def train_fold(
             if "valid_macro_auc" in record
             else "",
         )
-        if not last:
+        if main and not last:
             fold_dir.mkdir(parents=True, exist_ok=True)
             with atomic_path(ckpt_path) as tmp:
                 torch.save(
@@ -238,16 +279,35 @@ def train_fold(
                     },
                     tmp,
                 )
+        distributed.barrier()  # the other ranks resume from rank 0's checkpoint
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and not last:
             raise KeyboardInterrupt(f"stopped after epoch {epoch + 1} (simulated crash)")
 
-    if tcfg.epochs == 0:
+    if main and tcfg.epochs == 0:
         valid_probs = _evaluate(model, data, config, device)
     if tcfg.save_best_checkpoint and best_state is not None:
         model.load_state_dict(best_state)
         valid_probs = _evaluate(model, data, config, device)
     model.cpu().eval()
     return FoldResult(model=model, valid_probs=valid_probs, history=history, best_epoch=best_epoch)
+
+
+class _SpecForward(nn.Module):
+    """``forward_spec`` as a module's ``forward``, so that DDP can wrap it (the log-mel front
+    end, which has no weights, runs outside under ``no_grad``)."""
+
+    def __init__(self, model: HeartSoundClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, spec: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model.forward_spec(spec, extra)
+
+
+def _data_parallel(model: HeartSoundClassifier, device: torch.device) -> nn.Module:
+    return DistributedDataParallel(
+        _SpecForward(model), device_ids=[device] if device.type == "cuda" else None
+    )
 
 
 def _evaluate(
