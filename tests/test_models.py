@@ -78,11 +78,22 @@ def test_pretrained_unavailable_warns_and_starts_from_random_init(monkeypatch):
         return real(name, pretrained=False, **kw)
 
     monkeypatch.setattr(timm, "create_model", offline)
+    monkeypatch.setattr("stetho.models.timm_backbones._UNAVAILABLE", {})
     cfg = _config("resnet18")
     cfg.architecture.pretrained = True
     with pytest.warns(PretrainedWeightsUnavailable, match="RANDOM"):
         model = create_model(cfg, 3)
     assert model(torch.randn(1, 4000)).shape == (1, 3)
+    # A second fold does not wait for the network again, and still warns.
+    calls = []
+    monkeypatch.setattr(
+        timm,
+        "create_model",
+        lambda *a, **kw: calls.append(kw) or real(*a, **{**kw, "pretrained": False}),
+    )
+    with pytest.warns(PretrainedWeightsUnavailable):
+        create_model(cfg, 3)
+    assert all(not kw.get("pretrained") for kw in calls)
 
 
 def test_local_pretrained_weights_file_is_loaded(tmp_path):

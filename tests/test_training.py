@@ -150,3 +150,27 @@ def test_reference_yaml_runs_unchanged(mission_dir, tmp_path):
     stored = load_config(tmp_path / "ref" / "config.yaml")
     assert stored.audio.maximum_frequency == 2000
     assert (tmp_path / "ref" / "fold-0" / "model.safetensors").exists()
+
+
+def test_unavailable_pretrained_weights_are_recorded_in_the_run(
+    two_class_folder, tmp_path, monkeypatch
+):
+    import timm
+
+    real = timm.create_model
+
+    def offline(name, pretrained=False, **kw):
+        if pretrained and "pretrained_cfg_overlay" not in kw:
+            raise OSError("no network")
+        return real(name, pretrained=False, **kw)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    monkeypatch.setattr("stetho.models.timm_backbones._UNAVAILABLE", {})
+    cfg = load_config(
+        None,
+        TINY
+        + ["training.epochs=1", "architecture.backbone=resnet18", "architecture.pretrained=true"],
+    )
+    run_experiment(cfg, out_dir=tmp_path / "p", data=two_class_folder, progress=False)
+    warnings = json.loads((tmp_path / "p" / "warnings.json").read_text())
+    assert any("PRETRAINED WEIGHTS UNAVAILABLE for resnet18" in w for w in warnings)

@@ -30,6 +30,8 @@ from stetho.datasets import read_dataset, read_table
 from stetho.folds import assign_folds
 from stetho.io import append_jsonl, atomic_write_json, atomic_write_text, write_table
 from stetho.metrics import classification_metrics, metrics_by_group
+from stetho.models.registry import get_backbone_fn
+from stetho.models.timm_backbones import PretrainedWeightsUnavailable
 from stetho.run import CONFIG, LABELS, fold_dir, partial_dir, save_model
 from stetho.training import distributed
 from stetho.training.data import LoadedAudio, load_waveforms, sample_rows, targets_for
@@ -269,6 +271,8 @@ def _run_experiment(
             "training.train_validation_data=true: validation recordings are also trained on, "
             "so validation metrics are optimistic",
         )
+    for message in _pretrained_warnings(cfg):
+        _add(run_warnings, message)
 
     if cfg.dataset.unlabeled_as_class:
         manifest["label"] = manifest["label"].fillna(UNLABEL)
@@ -593,6 +597,18 @@ def _rhythm_extras(
         x = np.asarray(rhythm_features(audio.waves[p], sr), dtype=np.float32)
         out[p] = np.sign(x) * np.log1p(np.abs(x))
     return out
+
+
+def _pretrained_warnings(config: Config) -> list[str]:
+    """Build the backbone once up front with ``pretrained: true``, so that a fall-back to random
+    weights (no network, no local file) is written into ``warnings.json``, not only the log."""
+    arch = config.architecture
+    if not arch.pretrained or arch.pretrained_weights:
+        return []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PretrainedWeightsUnavailable)
+        get_backbone_fn(arch.backbone)(pretrained=True, pretrained_weights=None, width=arch.width)
+    return [str(w.message) for w in caught if issubclass(w.category, PretrainedWeightsUnavailable)]
 
 
 def _add(warns: list[str], message: str) -> None:

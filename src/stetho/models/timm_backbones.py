@@ -34,6 +34,11 @@ TIMM_NAMES = (
 )
 
 
+#: Backbones whose download failed in this process: retrying costs a minute of network
+#: time-outs per fold for the same answer.
+_UNAVAILABLE: dict[str, str] = {}
+
+
 class PretrainedWeightsUnavailable(UserWarning):
     """``pretrained: true`` could not be honoured; the model starts from random weights."""
 
@@ -47,15 +52,18 @@ class TimmBackbone(nn.Module):
                 name, pretrained=True, pretrained_cfg_overlay={"file": pretrained_weights}, **kwargs
             )
         elif pretrained:
-            try:
-                self.body = timm.create_model(name, pretrained=True, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - any hub/network failure means the same
-                msg = (
-                    f"PRETRAINED WEIGHTS UNAVAILABLE for {name}: {type(exc).__name__}: "
-                    f"{str(exc)[:200]}. Training starts from RANDOM initialisation; name a local "
-                    f"file in architecture.pretrained_weights to use pretrained weights offline."
-                )
-                warnings.warn(msg, PretrainedWeightsUnavailable, stacklevel=2)
+            if name not in _UNAVAILABLE:
+                try:
+                    self.body = timm.create_model(name, pretrained=True, **kwargs)
+                except Exception as exc:  # noqa: BLE001 - any hub/network failure means the same
+                    _UNAVAILABLE[name] = (
+                        f"PRETRAINED WEIGHTS UNAVAILABLE for {name}: {type(exc).__name__}: "
+                        f"{str(exc)[:200]}. Training starts from RANDOM initialisation; name a "
+                        "local file in architecture.pretrained_weights to use pretrained weights "
+                        "offline."
+                    )
+            if name in _UNAVAILABLE:
+                warnings.warn(_UNAVAILABLE[name], PretrainedWeightsUnavailable, stacklevel=2)
                 self.body = timm.create_model(name, pretrained=False, **kwargs)
         else:
             self.body = timm.create_model(name, pretrained=False, **kwargs)
