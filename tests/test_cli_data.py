@@ -16,7 +16,7 @@ runner = CliRunner()
 def test_summary_on_the_mission_set(mission_dir: Path) -> None:
     result = runner.invoke(app, ["data", "summary", str(mission_dir)])
     assert result.exit_code == 0, result.output
-    assert "832 recordings, 585 labelled, 247 unlabelled, 347 patients" in result.output
+    assert "832 recordings, 585 labelled, 247 unlabelled, 345 patients" in result.output
     for line in ("artifact", "extrahls", "extrastole", "(unlabelled)"):
         assert line in result.output
     assert "44100" in result.output and "27.87" in result.output

@@ -17,7 +17,10 @@ The traps this reader handles (see the dataset README):
   ``noisymurmur`` -> ``murmur``); the original is kept in the ``sublabel`` column.
 * set_b names carry a patient id (``murmur__112_1306243000964_A.wav`` -> ``set_b/112``;
   letters A, B, C... are further recordings of that patient), so folds can group patients.
-  set_a names carry only a timestamp: each set_a file is its own group (``set_a/<stem>``).
+  set_a names carry only a recording timestamp, so set_a files are grouped by it
+  (``set_a/201104021355``): two files share a timestamp twice, and one of those pairs is the
+  same recording under two labels (``murmur__`` and ``extrahls__201104021355``), which must not
+  sit on both sides of a fold.
 * Labels from the csv are cross-checked against the file-name prefix; files listed but
   missing, or present but unlisted, are reported with a warning, never dropped silently.
 
@@ -53,14 +56,18 @@ _PATIENT = re.compile(r"^(?P<patient>\d+)_\d+_")
 
 
 def _parse_stem(stem: str) -> tuple[str | None, str | None, str | None]:
-    """``(label, sublabel, patient_number)`` from a file stem; ``None`` where absent."""
+    """``(label, sublabel, group)`` from a file stem; ``None`` where absent.
+
+    The group is the set_b patient number, or the whole id after the label (the set_a
+    recording timestamp) where there is no patient number.
+    """
     match = _FILE_NAME.match(stem)
     if match is None:
         return None, None, None
     prefix, sublabel, rest = match["prefix"], match["sublabel"], match["rest"]
     label = None if prefix in UNLABELLED_PREFIXES else prefix
     patient = _PATIENT.match(rest)
-    return label, sublabel, patient["patient"] if patient else None
+    return label, sublabel, patient["patient"] if patient else rest
 
 
 def csv_name_to_file_name(fname: str) -> str:
