@@ -34,5 +34,15 @@ def _guarded(name: str, fn: Hook) -> Hook:
 
 def default_after_run() -> list[Hook]:
     """The hooks ``stetho train`` runs, in order."""
-    hooks: list[tuple[str, Hook]] = []
+    from stetho.explain import interpretations_hook  # when training.run_interpretations
+    from stetho.export import export_hook  # writes scoring/ when build_scoring_pipelines
+    from stetho.report import report_hook  # always: report.html
+    from stetho.tracking import after_run as tracking_hook  # MLflow; last, to log the rest
+
+    hooks: list[tuple[str, Hook]] = [
+        ("scoring pipeline export", export_hook),
+        ("interpretations", interpretations_hook),
+        ("report", report_hook),
+        ("experiment tracking", tracking_hook),
+    ]
     return [_guarded(name, fn) for name, fn in hooks]

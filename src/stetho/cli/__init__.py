@@ -10,8 +10,13 @@ import logging
 
 import typer
 
+from stetho.cli import analyze as _analyze
 from stetho.cli import data as _data
+from stetho.cli import insight as _insight
+from stetho.cli import predict as _predict
+from stetho.cli import serve as _serve
 from stetho.cli import train as _train
+from stetho.cli import tune as _tune
 
 app = typer.Typer(
     name="stetho",
@@ -21,7 +26,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for _module in (_data, _train):
+for _module in (_analyze, _data, _insight, _predict, _serve, _train, _tune):
     _module.register(app)
 
 

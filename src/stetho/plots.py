@@ -1,0 +1,489 @@
+"""Figures for reports and explanations, drawn with matplotlib's object API.
+
+No pyplot: figures are plain :class:`~matplotlib.figure.Figure` objects rendered by Agg, so
+nothing touches global state or needs a display, and threads do not share figures.
+
+Every ``plot_*`` function returns a :class:`matplotlib.figure.Figure`; :func:`png_bytes` and
+:func:`save_png` turn one into PNG bytes or an atomically written file. Classes keep one colour
+everywhere (:func:`class_colours`), so a reader can follow a class from figure to figure.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.colors import to_hex, to_rgba
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from sklearn.metrics import auc as sk_auc
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
+
+from stetho.io import atomic_write_bytes
+
+#: Resolution of embedded figures: sharp on screen, small in the file.
+DPI = 96
+_SOURCE_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#8172b3", "#937860", "#da8bc3")
+_METHOD_LABELS = {
+    "gradcam": "Grad-CAM (last conv block)",
+    "occlusion": "Occlusion",
+    "integrated_gradients": "Integrated gradients",
+}
+
+
+def _style(fig: Figure) -> Figure:
+    for ax in fig.axes:
+        ax.spines["top"].set_visible(False)
+        ax.spines["right"].set_visible(False)
+        ax.tick_params(labelsize=8)
+        ax.title.set_fontsize(10)
+        ax.xaxis.label.set_fontsize(9)
+        ax.yaxis.label.set_fontsize(9)
+    return fig
+
+
+def png_bytes(fig: Figure, *, dpi: int = DPI) -> bytes:
+    """Render ``fig`` to PNG bytes (tight bounding box) and release it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+    fig.clear()
+    return buf.getvalue()
+
+
+def save_png(fig: Figure, path: str | Path, *, dpi: int = DPI) -> None:
+    """Write ``fig`` as a PNG file, atomically."""
+    atomic_write_bytes(path, png_bytes(fig, dpi=dpi))
+
+
+def class_colours(classes: Sequence[str]) -> dict[str, str]:
+    """One fixed colour per class, in class order (matplotlib's ``tab10``)."""
+    cmap = colormaps["tab10"]
+    return {c: to_hex(cmap(i % 10)) for i, c in enumerate(classes)}
+
+
+def _source_colour(i: int) -> str:
+    return _SOURCE_COLOURS[i % len(_SOURCE_COLOURS)]
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+def plot_class_counts(manifest: pd.DataFrame, *, unlabelled: str = "unlabelled") -> Figure:
+    """Stacked bars: recordings per class (unlabelled last), one colour per source."""
+    df = manifest.assign(label=manifest["label"].fillna(unlabelled))
+    table = df.groupby(["label", "source"]).size().unstack(fill_value=0)
+    order = sorted(i for i in table.index if i != unlabelled)
+    order += [unlabelled] if unlabelled in table.index else []
+    table = table.loc[order]
+    fig = Figure(figsize=(7.5, 3.2))
+    ax = fig.add_subplot()
+    bottom = np.zeros(len(table))
+    x = np.arange(len(table))
+    for i, src in enumerate(table.columns):
+        vals = table[src].to_numpy()
+        ax.bar(x, vals, bottom=bottom, color=_source_colour(i), label=str(src), width=0.7)
+        bottom += vals
+    for xi, total in zip(x, bottom, strict=True):
+        ax.text(xi, total, f"{int(total)}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, [str(i) for i in table.index])
+    ax.set_ylabel("recordings")
+    ax.set_title("Recordings per class and source")
+    ax.legend(title="source", fontsize=8, title_fontsize=8, frameon=False)
+    ax.margins(y=0.12)
+    return _style(fig)
+
+
+def plot_durations(manifest: pd.DataFrame) -> Figure:
+    """Histogram of recording durations (s) per source, medians marked."""
+    fig = Figure(figsize=(7.5, 3.0))
+    ax = fig.add_subplot()
+    d = manifest["duration_s"].to_numpy(dtype=float)
+    bins = np.linspace(0, max(1.0, float(np.nanmax(d)) if len(d) else 1.0), 41)
+    for i, (src, part) in enumerate(manifest.groupby("source")):
+        vals = part["duration_s"].to_numpy(dtype=float)
+        c = _source_colour(i)
+        ax.hist(
+            vals, bins=bins, alpha=0.6, color=c, label=f"{src} (median {np.median(vals):.1f} s)"
+        )
+        ax.axvline(np.median(vals), color=c, lw=1.2, ls="--")
+    ax.set_xlabel("duration (s)")
+    ax.set_ylabel("recordings")
+    ax.set_title("Recording durations")
+    ax.legend(fontsize=8, frameon=False)
+    return _style(fig)
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+def _onehot(y_true: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    return (np.asarray(y_true, dtype=object)[:, None] == np.asarray(classes, dtype=object)).astype(
+        int
+    )
+
+
+def plot_roc(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> Figure:
+    """One-vs-rest ROC curve per class, AUC in the legend; chance on the diagonal."""
+    colours = class_colours(classes)
+    y = _onehot(y_true, classes)
+    fig = Figure(figsize=(5.2, 4.6))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="#999999", lw=0.8, ls=":", label="chance")
+    for i, c in enumerate(classes):
+        if y[:, i].min() == y[:, i].max():
+            continue
+        fpr, tpr, _ = roc_curve(y[:, i], probs[:, i])
+        auc = float(sk_auc(fpr, tpr))
+        ax.plot(fpr, tpr, color=colours[c], lw=1.6, label=f"{c}  AUC {auc:.3f} (n={y[:, i].sum()})")
+    ax.set_xlabel("1 - specificity (false-positive rate)")
+    ax.set_ylabel("sensitivity (true-positive rate)")
+    ax.set_title("ROC, one class vs the rest")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_aspect("equal")
+    ax.legend(fontsize=7.5, loc="lower right", frameon=False)
+    return _style(fig)
+
+
+def plot_pr(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> Figure:
+    """Precision-recall curve per class, average precision in the legend, prevalence dashed."""
+    colours = class_colours(classes)
+    y = _onehot(y_true, classes)
+    fig = Figure(figsize=(5.2, 4.6))
+    ax = fig.add_subplot()
+    for i, c in enumerate(classes):
+        if y[:, i].min() == y[:, i].max():
+            continue
+        prec, rec, _ = precision_recall_curve(y[:, i], probs[:, i])
+        ap = average_precision_score(y[:, i], probs[:, i])
+        prevalence = y[:, i].mean()
+        ax.plot(
+            rec, prec, color=colours[c], lw=1.6, label=f"{c}  AP {ap:.3f} (chance {prevalence:.2f})"
+        )
+        ax.axhline(prevalence, color=colours[c], lw=0.8, ls=":")
+    ax.set_xlabel("recall (sensitivity)")
+    ax.set_ylabel("precision (positive predictive value)")
+    ax.set_title("Precision-recall, one class vs the rest")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7.5, loc="upper right", frameon=False)
+    return _style(fig)
+
+
+def plot_confusion(matrix: np.ndarray, labels: Sequence[str]) -> Figure:
+    """Counts and row-normalised (per true class) confusion matrices side by side."""
+    cm = np.asarray(matrix, dtype=float)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    n = len(labels)
+    size = max(3.6, 0.75 * n + 1.6)
+    fig = Figure(figsize=(2 * size + 0.6, size))
+    for k, (data, title, fmt) in enumerate(
+        [(cm, "counts", "{:.0f}"), (norm, "share of each true class", "{:.0%}")]
+    ):
+        ax = fig.add_subplot(1, 2, k + 1)
+        vmax = data.max() if data.max() > 0 else 1
+        ax.imshow(data, cmap="Blues", vmin=0, vmax=vmax)
+        for i in range(n):
+            for j in range(n):
+                v = data[i, j]
+                ax.text(
+                    j,
+                    i,
+                    fmt.format(v),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if v > 0.6 * vmax else "#222222",
+                )
+        ax.set_xticks(range(n), labels, rotation=35, ha="right")
+        ax.set_yticks(range(n), labels)
+        ax.set_xlabel("predicted (highest probability)")
+        ax.set_ylabel("true")
+        ax.set_title(f"Confusion matrix: {title}")
+        for s in ax.spines.values():
+            s.set_visible(False)
+    fig.tight_layout()
+    return _style(fig)
+
+
+def expected_calibration_error(conf: np.ndarray, correct: np.ndarray, *, bins: int = 10) -> float:
+    """ECE of top-label confidence: bin-weighted mean |accuracy - confidence| over equal bins."""
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
+    return float(ece)
+
+
+def plot_reliability(
+    y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str], *, bins: int = 10
+) -> Figure:
+    """Reliability diagrams: top-label confidence vs accuracy (with ECE), and each class's
+    predicted probability vs observed frequency (one vs rest)."""
+    y_true = np.asarray(y_true, dtype=object)
+    norm = probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
+    pred = np.asarray(classes, dtype=object)[norm.argmax(axis=1)]
+    conf = norm.max(axis=1)
+    correct = (pred == y_true).astype(float)
+    edges = np.linspace(0, 1, bins + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    idx = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    acc = np.array([correct[idx == b].mean() if (idx == b).any() else np.nan for b in range(bins)])
+    count = np.bincount(idx, minlength=bins)
+    ece = expected_calibration_error(conf, correct, bins=bins)
+
+    fig = Figure(figsize=(10, 4.4))
+    gs = fig.add_gridspec(2, 2, height_ratios=[3, 1], hspace=0.08, wspace=0.28)
+    ax = fig.add_subplot(gs[0, 0])
+    ax.bar(centres, acc, width=1 / bins * 0.9, color="#4c72b0", alpha=0.8, label="accuracy")
+    ax.plot([0, 1], [0, 1], color="#999999", ls=":", lw=1, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xticklabels([])
+    ax.set_ylabel("accuracy in bin")
+    ax.set_title(f"Top-label reliability (ECE {ece:.3f})")
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    axh = fig.add_subplot(gs[1, 0], sharex=ax)
+    axh.bar(centres, count, width=1 / bins * 0.9, color="#999999")
+    axh.set_xlabel("confidence of the predicted class")
+    axh.set_ylabel("recordings")
+
+    ax2 = fig.add_subplot(gs[:, 1])
+    colours = class_colours(classes)
+    y = _onehot(y_true, classes)
+    ax2.plot([0, 1], [0, 1], color="#999999", ls=":", lw=1)
+    for i, c in enumerate(classes):
+        p = norm[:, i]
+        bi = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+        xs, ys, ns = [], [], []
+        for b in range(bins):
+            sel = bi == b
+            if sel.sum() >= 3:
+                xs.append(p[sel].mean())
+                ys.append(y[sel, i].mean())
+                ns.append(sel.sum())
+        if xs:
+            ax2.plot(xs, ys, "-o", color=colours[c], lw=1.2, ms=3, label=c)
+    ax2.set_xlim(0, 1)
+    ax2.set_ylim(0, 1)
+    ax2.set_xlabel("predicted probability of the class")
+    ax2.set_ylabel("observed frequency of the class")
+    ax2.set_title("Per-class reliability (bins with >= 3 recordings)")
+    ax2.legend(fontsize=8, frameon=False, loc="upper left")
+    return _style(fig)
+
+
+def plot_learning_curves(history: Sequence[Mapping[str, Any]]) -> Figure:
+    """Training loss, validation log loss and validation macro AUC by epoch, one line per fold."""
+    df = pd.DataFrame(list(history))
+    panels = [
+        ("train_loss", "training loss"),
+        ("valid_log_loss", "validation log loss"),
+        ("valid_macro_auc", "validation macro AUC"),
+    ]
+    fig = Figure(figsize=(11, 3.3))
+    for k, (col, title) in enumerate(panels):
+        ax = fig.add_subplot(1, 3, k + 1)
+        if col in df.columns:
+            for i, (fold, part) in enumerate(df.groupby("fold")):
+                part = part.dropna(subset=[col]).sort_values("epoch")
+                ax.plot(
+                    part["epoch"],
+                    part[col],
+                    "-o",
+                    ms=3,
+                    lw=1.3,
+                    color=colormaps["tab10"](i % 10),
+                    label=f"fold {fold}",
+                )
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.axes[0].legend(fontsize=7.5, frameon=False)
+    fig.tight_layout()
+    return _style(fig)
+
+
+def plot_fold_spread(per_fold: Mapping[str, Mapping[str, Any]], classes: Sequence[str]) -> Figure:
+    """Per-class AUC of each fold (dots) and their mean (bar): how stable the estimate is."""
+    colours = class_colours(classes)
+    fig = Figure(figsize=(7.5, 3.2))
+    ax = fig.add_subplot()
+    x = np.arange(len(classes) + 1)
+    names = list(classes) + ["macro"]
+    for j, c in enumerate(names):
+        vals = [
+            (m["macro_auc"] if c == "macro" else m["per_class"][c]["auc"])
+            for m in per_fold.values()
+        ]
+        vals = [v for v in vals if v is not None and np.isfinite(v)]
+        if not vals:
+            continue
+        col = colours.get(c, "#444444")
+        ax.bar(x[j], np.mean(vals), color=to_rgba(col, 0.35), width=0.6)
+        jitter = np.linspace(-0.15, 0.15, len(vals)) if len(vals) > 1 else [0.0]
+        ax.scatter(x[j] + np.asarray(jitter), vals, color=col, s=14, zorder=3)
+    ax.axhline(0.5, color="#999999", ls=":", lw=1)
+    ax.set_xticks(x, names)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("ROC AUC")
+    ax.set_title(f"AUC per fold (dots) and mean over {len(per_fold)} folds (bars)")
+    return _style(fig)
+
+
+def plot_source_auc(per_source: Mapping[str, Mapping[str, Any]], classes: Sequence[str]) -> Figure:
+    """Per-class AUC within each recording source; classes a source lacks are marked n/a."""
+    sources = list(per_source)
+    fig = Figure(figsize=(7.5, 3.2))
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(sources))
+    x = np.arange(len(classes))
+    for k, s in enumerate(sources):
+        vals = [per_source[s]["per_class"][c]["auc"] for c in classes]
+        for j, v in enumerate(vals):
+            xpos = x[j] - 0.4 + width * (k + 0.5)
+            if v is None or not np.isfinite(v):
+                ax.text(xpos, 0.02, "n/a", ha="center", va="bottom", fontsize=7, color="#666666")
+            else:
+                ax.bar(xpos, v, width=width * 0.95, color=_source_colour(k))
+    ax.axhline(0.5, color="#999999", ls=":", lw=1)
+    ax.set_xticks(x, list(classes))
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("ROC AUC within source")
+    ax.set_title("Per-class ROC AUC within each source")
+    handles = [
+        Patch(color=_source_colour(k), label=f"{s} (n={per_source[s]['n']})")
+        for k, s in enumerate(sources)
+    ]
+    ax.legend(handles=handles, fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
+    return _style(fig)
+
+
+# --- explanations -------------------------------------------------------------------------
+
+
+def _band_ticks(ax: Any, freqs_hz: np.ndarray, n: int = 5) -> None:
+    idx = np.linspace(0, len(freqs_hz) - 1, n).round().astype(int)
+    ax.set_yticks(idx, [f"{freqs_hz[i]:.0f}" for i in idx])
+
+
+def _overlay_rgba(amap: np.ndarray) -> tuple[np.ndarray, float]:
+    """Signed map -> RGBA: red raises the score, blue lowers it, opacity grows with |value|."""
+    vmax = float(np.percentile(np.abs(amap), 99.5)) or float(np.abs(amap).max()) or 1.0
+    v = np.clip(amap / vmax, -1, 1)
+    rgba = colormaps["RdBu_r"]((v + 1) / 2)
+    rgba[..., 3] = np.clip(np.abs(v), 0, 1) ** 0.7 * 0.9
+    return rgba, vmax
+
+
+def plot_explanation(
+    wave: np.ndarray,
+    sample_rate: int,
+    attributions: Sequence[Any],
+    *,
+    title: str = "",
+) -> Figure:
+    """Waveform, model input spectrogram and one attribution overlay per method.
+
+    ``attributions`` are :class:`stetho.explain.Attribution` objects of the same recording and
+    class. Each overlay row has, to its right, the share of positive attribution per frequency
+    band; the last row shows the share per time frame, one line per method. A tail the scorer
+    did not score (shorter than half a chunk) is hatched.
+    """
+    if not attributions:
+        raise ValueError("attributions: expected at least one Attribution")
+    a0 = attributions[0]
+    times, freqs = a0.times_s, a0.freqs_hz
+    dt = (times[1] - times[0]) if len(times) > 1 else 1.0 / sample_rate
+    t_end = max(len(wave) / sample_rate, times[-1] + dt / 2)
+    extent = (times[0] - dt / 2, times[-1] + dt / 2, -0.5, len(freqs) - 0.5)
+    n_rows = 3 + len(attributions)
+    heights = [0.8] + [1.35] * (1 + len(attributions)) + [0.8]
+    top_in = 0.75 if title else 0.35
+    height = sum(heights) * 1.3 + top_in
+    fig = Figure(figsize=(10.5, height))
+    gs = fig.add_gridspec(
+        n_rows,
+        2,
+        height_ratios=heights,
+        width_ratios=[7, 1],
+        hspace=0.55,
+        wspace=0.03,
+        top=1 - top_in / height,
+        bottom=0.45 / height,
+    )
+    unscored = a0.scored_s < len(wave) / sample_rate - dt
+
+    def shade(ax: Any, label: bool = False) -> None:
+        if unscored:
+            ax.axvspan(a0.scored_s, t_end, facecolor="#f2f2f2", edgecolor="#bbbbbb", hatch="//")
+            if label:
+                ax.text(
+                    (a0.scored_s + t_end) / 2,
+                    len(freqs) / 2,
+                    "not scored",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="#555555",
+                    rotation=90,
+                )
+
+    ax_w = fig.add_subplot(gs[0, 0])
+    t = np.arange(len(wave)) / sample_rate
+    ax_w.plot(t, wave, color="#333333", lw=0.4)
+    ax_w.set_xlim(0, t_end)
+    ax_w.set_ylabel("amplitude")
+    ax_w.set_title("Waveform (model input, before level normalisation)", loc="left")
+
+    ax_s = fig.add_subplot(gs[1, 0], sharex=ax_w)
+    ax_s.imshow(a0.spectrogram, origin="lower", aspect="auto", extent=extent, cmap="magma")
+    shade(ax_s, label=True)
+    ax_s.set_ylabel("Hz")
+    _band_ticks(ax_s, freqs)
+    ax_s.set_title("Log-mel spectrogram (what the network sees)", loc="left")
+
+    ax_t = fig.add_subplot(gs[n_rows - 1, 0], sharex=ax_w)
+    method_colours = ("#c44e52", "#4c72b0", "#55a868")
+    for k, a in enumerate(attributions):
+        ax = fig.add_subplot(gs[2 + k, 0], sharex=ax_w)
+        ax.imshow(a.spectrogram, origin="lower", aspect="auto", extent=extent, cmap="gray")
+        rgba, _ = _overlay_rgba(a.map)
+        ax.imshow(rgba, origin="lower", aspect="auto", extent=extent, interpolation="nearest")
+        shade(ax)
+        _band_ticks(ax, freqs)
+        ax.set_ylabel("Hz")
+        label = _METHOD_LABELS.get(a.method, a.method)
+        ax.set_title(
+            f"{label}: evidence for '{a.class_name}' (p={a.probability:.2f}); "
+            "red raises, blue lowers it",
+            loc="left",
+        )
+        tprof, fprof = a.profiles()
+        axf = fig.add_subplot(gs[2 + k, 1], sharey=ax)
+        axf.barh(np.arange(len(freqs)), fprof, height=1.0, color=method_colours[k % 3])
+        axf.set_ylim(-0.5, len(freqs) - 0.5)
+        axf.tick_params(labelleft=False, labelbottom=False, bottom=False)
+        if k == 0:
+            axf.set_title("per band", fontsize=8)
+        ax_t.plot(times, tprof, color=method_colours[k % 3], lw=1.0, label=label)
+    shade(ax_t)
+    ax_t.set_xlabel("time (s)")
+    ax_t.set_ylabel("share")
+    ax_t.set_title("Where in time the evidence lies (positive attribution per frame)", loc="left")
+    ax_t.legend(fontsize=7, frameon=False, loc="upper right")
+    for ax in fig.axes:
+        if ax is not ax_t and ax.get_subplotspec().colspan.start == 0:
+            ax.tick_params(labelbottom=False)
+    if title:
+        fig.suptitle(title, fontsize=10, x=0.01, ha="left", y=1 - 0.1 / height)
+    return _style(fig)
