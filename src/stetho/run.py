@@ -111,11 +111,12 @@ def load_run(run_dir: str | Path, *, folds: list[int] | None = None) -> Run:
     missing = sorted(set(chosen) - set(available))
     if missing:
         raise ValueError(f"{run_dir}: fold(s) {missing} not trained; available folds: {available}")
-    models = []
-    for k in chosen:
-        model = create_model(_offline(config), len(classes), n_extra_features=n_extra)
-        model.load_state_dict(load_file(str(fold_dir(run_dir, k) / MODEL)))
-        models.append(model.eval())
+    models = [
+        load_model(
+            config, fold_dir(run_dir, k) / MODEL, n_classes=len(classes), n_extra_features=n_extra
+        )
+        for k in chosen
+    ]
     return Run(
         path=run_dir,
         config=config,
@@ -124,6 +125,15 @@ def load_run(run_dir: str | Path, *, folds: list[int] | None = None) -> Run:
         models=models,
         n_extra_features=n_extra,
     )
+
+
+def load_model(
+    config: Config, path: Path, *, n_classes: int, n_extra_features: int = 0
+) -> HeartSoundClassifier:
+    """One fold's classifier from its safetensors file, in eval mode."""
+    model = create_model(_offline(config), n_classes, n_extra_features=n_extra_features)
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()
 
 
 def _offline(config: Config) -> Config:

@@ -33,14 +33,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from safetensors.torch import load_file
 
 from stetho.config import Config, DatasetConfig
 from stetho.inference import predict_recordings
 from stetho.io import write_table
 from stetho.manifest import MANIFEST_COLUMNS, audio_headers, check_manifest
-from stetho.models import HeartSoundClassifier, create_model
-from stetho.run import MODEL, fold_dir
+from stetho.models import HeartSoundClassifier
+from stetho.run import MODEL, fold_dir, load_model
 from stetho.training import distributed
 from stetho.training.loop import select_device
 
@@ -247,10 +246,5 @@ def _load_teacher(
     config: Config, path: Path, *, n_classes: int, extras: dict[str, np.ndarray] | None
 ) -> HeartSoundClassifier:
     """A fold model from its safetensors file (no pretrained weights are fetched)."""
-    cfg = config.model_copy(deep=True)
-    cfg.architecture.pretrained = False
-    cfg.architecture.pretrained_weights = None
     n_extra = 0 if not extras else len(next(iter(extras.values())))
-    model = create_model(cfg, n_classes, n_extra_features=n_extra)
-    model.load_state_dict(load_file(str(path)))
-    return model.eval()
+    return load_model(config, path, n_classes=n_classes, n_extra_features=n_extra)
