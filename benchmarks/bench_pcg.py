@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stetho.audio import iter_audio_files, read_audio
+from stetho.data.audio import iter_audio_files, read_audio
 from stetho.pcg import PCGAnalysis, analyze
 from stetho.pcg.envelopes import hilbert_envelope
 from stetho.pcg.filters import INTERNAL_SAMPLE_RATE_HZ, preprocess

@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 
 from stetho.config import load_config
-from stetho.experiment import run_experiment, summarize_oof
+from stetho.training.experiment import run_experiment, summarize_oof
 from stetho.training.pseudo import round_dir
 
 ROOT = Path(__file__).resolve().parents[1]

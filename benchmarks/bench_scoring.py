@@ -113,8 +113,8 @@ def worker_torch(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    from stetho.predict import collect_inputs, predict_files
-    from stetho.run import load_run
+    from stetho.runs import load_run
+    from stetho.scoring.batch import collect_inputs, predict_files
 
     t0 = time.perf_counter()
     run = load_run(args.run)
@@ -137,8 +137,8 @@ def worker_dask(args: argparse.Namespace) -> dict[str, Any]:
     of the run, as a real job would."""
     from distributed import Client, LocalCluster
 
-    from stetho.distributed_scoring import predict_files_dask
-    from stetho.predict import collect_inputs
+    from stetho.scoring.batch import collect_inputs
+    from stetho.scoring.dask import predict_files_dask
 
     items = collect_inputs(json.loads(Path(args.files).read_text()))
     with (
@@ -223,7 +223,7 @@ def _export(run: Path, work: Path) -> tuple[Path, Path]:
     import torch
 
     from stetho.export import ONNX_OPSET, export_pipeline
-    from stetho.run import load_run
+    from stetho.runs import load_run
 
     pipe = export_pipeline(run, work / "pipe")
     frontend = work / "frontend.onnx"

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from stetho.config import load_config
-from stetho.experiment import run_experiment
+from stetho.training.experiment import run_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "heartbeat-sounds"

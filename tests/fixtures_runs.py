@@ -22,8 +22,8 @@ import soundfile as sf
 import torch
 
 from stetho.config import load_config, save_config
-from stetho.experiment import run_experiment
-from stetho.run import CONFIG, MODEL, fold_dir, load_run, save_model
+from stetho.runs import CONFIG, MODEL, fold_dir, load_run, save_model
+from stetho.training.experiment import run_experiment
 
 TINY_OVERRIDES = [
     "training.epochs=1",

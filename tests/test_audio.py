@@ -1,4 +1,4 @@
-"""stetho.audio: decoding, validation, resampling and chunking on synthetic signals."""
+"""stetho.data.audio: decoding, validation, resampling and chunking on synthetic signals."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 from conftest import BROKEN_AUDIO, ODD_AUDIO, MakeWav
 
-from stetho import audio as A
+from stetho.data import audio as A
 
 
 def test_audio_error_names_file_and_reason() -> None:

@@ -10,8 +10,8 @@ from fixtures_runs import BAD_FILES
 from typer.testing import CliRunner
 
 from stetho.cli import app
-from stetho.predict import collect_inputs, predict_files
-from stetho.run import load_run
+from stetho.runs import load_run
+from stetho.scoring.batch import collect_inputs, predict_files
 
 distributed = pytest.importorskip("distributed")
 
@@ -45,7 +45,7 @@ def _assert_identical(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 
 def test_dask_output_equals_serial(cluster, sharp_run, scoring_folder):
-    from stetho.distributed_scoring import predict_files_dask
+    from stetho.scoring.dask import predict_files_dask
 
     items = collect_inputs([scoring_folder])
     serial = predict_files(load_run(sharp_run), items, batch_size=BATCH, progress=False)
@@ -56,8 +56,8 @@ def test_dask_output_equals_serial(cluster, sharp_run, scoring_folder):
         # Each worker loaded the run at most once, and reused it for all its other tasks.
         loaded = client.run(
             lambda: (
-                __import__("stetho.distributed_scoring")
-                .distributed_scoring._worker_run.cache_info()
+                __import__("stetho.scoring.dask")
+                .scoring.dask._worker_run.cache_info()
                 ._asdict()
             )
         )

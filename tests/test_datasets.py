@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from conftest import MakeWav
 
-from stetho import datasets
-from stetho.datasets import pascal
-from stetho.manifest import MANIFEST_COLUMNS, check_manifest, summarize_manifest
+from stetho.data import readers as datasets
+from stetho.data.manifest import MANIFEST_COLUMNS, check_manifest, summarize_manifest
+from stetho.data.readers import pascal
 
 
 def _row(df: pd.DataFrame, name: str) -> pd.Series:

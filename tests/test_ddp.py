@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from stetho.config import load_config
-from stetho.experiment import run_experiment
+from stetho.training.experiment import run_experiment
 
 TINY = [
     "architecture.width=8",

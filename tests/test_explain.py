@@ -23,10 +23,10 @@ from stetho.explain import (
     interpretations_hook,
     select_worst,
 )
-from stetho.inference import predict_recordings
 from stetho.io import atomic_write_json, write_table
 from stetho.models import create_model
-from stetho.run import save_model
+from stetho.runs import save_model
+from stetho.scoring.chunking import predict_recordings
 
 SR = 2000
 DURATION_S = 2.0

@@ -20,18 +20,18 @@ import torch
 from fixtures_runs import BAD_FILES, copy_run_with
 from typer.testing import CliRunner
 
-from stetho.audio import AudioError, read_audio
 from stetho.cli import app
 from stetho.config import PredictionConfig
+from stetho.data.audio import AudioError, read_audio
 from stetho.export import SCORING_DIR, export_hook, export_pipeline
-from stetho.hooks import default_after_run
-from stetho.inference import recording_chunks
-from stetho.predict import collect_inputs, predict_files
-from stetho.run import load_run
+from stetho.runs import load_run
+from stetho.scoring.batch import collect_inputs, predict_files
+from stetho.scoring.chunking import recording_chunks
+from stetho.workflows.hooks import default_after_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "src/stetho/export_template/score.py"
+TEMPLATE = Path(__file__).resolve().parents[1] / "src/stetho/export/template/score.py"
 #: Modules the pipeline must not need; the torch-free environment makes importing them fail.
 BLOCKED = ("torch", "stetho", "pandas")
 PARITY = 1e-4

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stetho.datasets import read_dataset
-from stetho.folds import assign_folds, fold_indices, source_names
+from stetho.data.folds import assign_folds, fold_indices, source_names
+from stetho.data.readers import read_dataset
 
 
 @pytest.fixture(scope="module")

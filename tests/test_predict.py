@@ -13,20 +13,20 @@ import soundfile as sf
 from fixtures_runs import BAD_FILES
 from typer.testing import CliRunner
 
-from stetho.audio import AudioError, read_audio
 from stetho.cli import app
 from stetho.config import load_config
-from stetho.experiment import run_experiment
+from stetho.data.audio import AudioError, read_audio
 from stetho.export import export_pipeline
-from stetho.inference import recording_chunks
-from stetho.predict import (
+from stetho.runs import load_run
+from stetho.scoring.batch import (
     abnormal_rule,
     collect_inputs,
     output_columns,
     predict_files,
     score_file,
 )
-from stetho.run import load_run
+from stetho.scoring.chunking import recording_chunks
+from stetho.training.experiment import run_experiment
 
 # Shared fixtures (session-scoped, built once per test session).
 dynamic_run = fixtures_runs.dynamic_run

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from stetho.config import load_config
-from stetho.experiment import run_experiment
+from stetho.training.experiment import run_experiment
 from stetho.training.pseudo import candidates_for_fold, select_pseudo_labels, soft_targets
 
 TINY = [

@@ -18,7 +18,6 @@ import torch
 from typer.testing import CliRunner
 
 from stetho.config import load_config
-from stetho.experiment import run_experiment
 from stetho.explain import interpretations_hook
 from stetho.report import (
     AUDIO_RATE_HZ,
@@ -27,6 +26,7 @@ from stetho.report import (
     single_source_classes,
     wav_data_uri,
 )
+from stetho.training.experiment import run_experiment
 
 SR = 2000
 SECTIONS = (

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from stetho.config import load_config
-from stetho.experiment import run_experiment
 from stetho.explain import interpretations_hook
 from stetho.report import report_hook
+from stetho.training.experiment import run_experiment
 
 pytestmark = pytest.mark.browser
 

@@ -22,13 +22,13 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from stetho.audio import read_audio
 from stetho.cli import app as cli_app
 from stetho.config import load_config
-from stetho.experiment import run_experiment
+from stetho.data.audio import read_audio
+from stetho.scoring.backends import PipelineScorer, RunScorer, abnormal_probability
 from stetho.serve import ServeSettings, create_app
 from stetho.serve.app import MULTIPART_SLACK_BYTES, STATIC_DIR
-from stetho.serve.scoring import PipelineScorer, RunScorer, abnormal_probability
+from stetho.training.experiment import run_experiment
 
 OVERRIDES = [
     "training.epochs=1",

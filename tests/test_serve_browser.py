@@ -20,8 +20,8 @@ import pytest
 import uvicorn
 
 from stetho.config import load_config
-from stetho.experiment import run_experiment
 from stetho.serve import ServeSettings, create_app
+from stetho.training.experiment import run_experiment
 
 pytestmark = pytest.mark.browser
 

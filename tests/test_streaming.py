@@ -18,7 +18,6 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from stetho.config import load_config
-from stetho.experiment import run_experiment
 from stetho.serve import ServeSettings, create_app
 from stetho.serve.streaming import (
     AlertMonitor,
@@ -28,6 +27,7 @@ from stetho.serve.streaming import (
     decode_frame,
     parse_text,
 )
+from stetho.training.experiment import run_experiment
 
 OVERRIDES = [
     "training.epochs=1",

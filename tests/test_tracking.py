@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from stetho.cli import app
 from stetho.config import load_config
-from stetho.tracking import NEPTUNE_MISSING, epoch_metrics, flat_params
+from stetho.workflows.tracking import NEPTUNE_MISSING, epoch_metrics, flat_params
 
 TINY = [
     "architecture.width=8",

@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 
 from stetho.config import load_config
-from stetho.experiment import run_experiment
-from stetho.run import load_run, partial_dir
+from stetho.runs import load_run, partial_dir
+from stetho.training.experiment import run_experiment
 
 REFERENCE = (
     Path(__file__).resolve().parents[2] / "shared" / "reference" / "hydrogen_torch_heartbeat.yaml"

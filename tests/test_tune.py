@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 
 from stetho.config import ConfigError, load_config
-from stetho.tune import load_search_space, parse_search_space, pruning_reporter, tune
+from stetho.workflows.tune import load_search_space, parse_search_space, pruning_reporter, tune
 
 TINY = [
     "architecture.width=8",

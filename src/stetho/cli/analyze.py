@@ -63,7 +63,7 @@ def analyze(
     Exit code 0 when every recording was analysed, 1 when any could not be read (its reason is
     in its ``error`` entry), 2 for a usage error.
     """
-    from stetho.audio import iter_audio_files
+    from stetho.data.audio import iter_audio_files
     from stetho.pcg import analyze_file
 
     with cli_errors():

@@ -43,8 +43,8 @@ def summary(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Recordings per class and source, patients, and durations of a dataset."""
-    from stetho.datasets import read_dataset
-    from stetho.manifest import summarize_manifest
+    from stetho.data.manifest import summarize_manifest
+    from stetho.data.readers import read_dataset
 
     with cli_errors():
         root = resolve_data_dir(data)
@@ -99,7 +99,7 @@ def check(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
     """Decode every audio file; list the unusable ones with the reason. Exit code 1 if any."""
-    from stetho.audio import iter_audio_files, scan_audio
+    from stetho.data.audio import iter_audio_files, scan_audio
 
     with cli_errors():
         root = resolve_data_dir(data)

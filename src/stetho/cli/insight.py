@@ -31,7 +31,7 @@ def explain(
 ) -> None:
     """Attribution maps over time x frequency: a PNG, .npy and .json per recording."""
     from stetho.explain import DEFAULT_METHODS, explain_files
-    from stetho.run import load_run
+    from stetho.runs import load_run
 
     with cli_errors():
         run = load_run(run_dir, folds=None if fold is None else [fold])

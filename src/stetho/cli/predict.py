@@ -50,8 +50,8 @@ def predict(
     error column), 2 for a usage error.
     """
     from stetho.io import write_table
-    from stetho.predict import collect_inputs, predict_files
-    from stetho.run import load_run
+    from stetho.runs import load_run
+    from stetho.scoring.batch import collect_inputs, predict_files
 
     with cli_errors():
         if out.suffix.lower() not in OUT_SUFFIXES:
@@ -59,7 +59,7 @@ def predict(
         items = collect_inputs(inputs)
         folds = None if fold is None else [fold]
         if dask:
-            from stetho.distributed_scoring import predict_files_dask
+            from stetho.scoring.dask import predict_files_dask
 
             df = predict_files_dask(
                 run_dir,

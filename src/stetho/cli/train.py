@@ -38,10 +38,10 @@ def train(
 ) -> None:
     """Train and validate (patient-grouped k-fold), then write the run folder."""
     from stetho.config import load_config
-    from stetho.experiment import final_table, run_experiment
-    from stetho.hooks import default_after_run
-    from stetho.tracking import epoch_logger
     from stetho.training.distributed import env_rank
+    from stetho.training.experiment import final_table, run_experiment
+    from stetho.workflows.hooks import default_after_run
+    from stetho.workflows.tracking import epoch_logger
 
     with cli_errors():
         cfg = load_config(config, overrides or [])

@@ -51,8 +51,8 @@ def tune(
     """Search hyperparameters (objective: pooled out-of-fold macro AUC) and write the best
     config as YAML. Run it again with the same --storage to resume."""
     from stetho.config import load_config
-    from stetho.tune import load_search_space
-    from stetho.tune import tune as run_tune
+    from stetho.workflows.tune import load_search_space
+    from stetho.workflows.tune import tune as run_tune
 
     with cli_errors():
         base = load_config(config, overrides or [])

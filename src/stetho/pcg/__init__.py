@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from stetho.audio import AudioError, read_audio
+from stetho.data.audio import AudioError, read_audio
 from stetho.pcg.envelopes import FEATURE_RATE_HZ, envelope_matrix
 from stetho.pcg.filters import INTERNAL_SAMPLE_RATE_HZ, check_signal, preprocess
 from stetho.pcg.heart_rate import estimate_heart_rate
@@ -235,7 +235,7 @@ def analyze(x: np.ndarray, sample_rate_hz: int) -> PCGAnalysis:
 def analyze_file(path: str | Path, *, plot_dir: str | Path | None = None) -> dict[str, Any]:
     """Read and analyse one recording; returns ``{"path": ..., **analysis.to_dict()}``.
 
-    A file that cannot be used (see :func:`stetho.audio.read_audio`) gives
+    A file that cannot be used (see :func:`stetho.data.audio.read_audio`) gives
     ``{"path": ..., "error": "<the AudioError message>"}`` instead of raising.  With
     ``plot_dir``, a PNG named after the file is written there and its path added as ``"plot"``.
     """

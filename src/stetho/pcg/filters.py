@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from stetho.audio import resample as _resample_audio
+from stetho.data.audio import resample as _resample_audio
 
 #: Sample rate at which all PCG analysis runs (Hz).
 INTERNAL_SAMPLE_RATE_HZ = 2000

@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 import stetho
-from stetho.audio import (
+from stetho.data.audio import (
     Audio,
     AudioError,
     DecodeError,
@@ -49,6 +49,7 @@ from stetho.audio import (
     TooShortError,
     read_audio,
 )
+from stetho.scoring.backends import Scored, Scorer, load_scorer, score_wave
 from stetho.serve.schemas import (
     ErrorResponse,
     HealthResponse,
@@ -56,7 +57,6 @@ from stetho.serve.schemas import (
     PredictionResponse,
     error_json,
 )
-from stetho.serve.scoring import Scored, Scorer, load_scorer, score_wave
 from stetho.serve.settings import ServeSettings
 from stetho.serve.streaming import CLOSE_POLICY, StreamConfig, Webhook, run_stream
 

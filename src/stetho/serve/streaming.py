@@ -22,7 +22,7 @@ Malformed input closes the socket with a code and a reason (at most 123 bytes):
 * 1009 too big: a frame holding more than :data:`MAX_FRAME_SECONDS` of audio;
 * 1011 internal error: scoring failed.
 
-An alert is *raised* when the abnormal probability (see :mod:`stetho.serve.scoring`) is at or
+An alert is *raised* when the abnormal probability (see :mod:`stetho.scoring.backends`) is at or
 above the threshold for K consecutive windows, and *cleared* when it is below the threshold
 for K consecutive windows (the same K, so one noisy window neither raises nor clears).
 Raised and cleared events are also POSTed to the configured webhook, off the stream's path.
@@ -44,6 +44,7 @@ import soxr
 from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from stetho.scoring.backends import Scored
 from stetho.serve.schemas import (
     StreamAlert,
     StreamEnd,
@@ -52,7 +53,6 @@ from stetho.serve.schemas import (
     StreamStart,
     StreamStop,
 )
-from stetho.serve.scoring import Scored
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from stetho.audio import AudioError, pad_or_crop, read_audio
 from stetho.config import AugmentationConfig
+from stetho.data.audio import AudioError, pad_or_crop, read_audio
 from stetho.training.augment import augment_waveform
 
 logger = logging.getLogger(__name__)

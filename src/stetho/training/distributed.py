@@ -6,7 +6,7 @@ one's environment. :func:`process_group` reads them and joins the group with the
 backend on CPU or ``nccl`` on CUDA; without them (a plain ``stetho train``) everything here is
 a no-op and ``world_size() == 1``, so single-process code paths need no special case.
 
-The division of labour, used by :mod:`stetho.experiment` and :mod:`stetho.training.loop`:
+The division of labour, used by :mod:`stetho.training.experiment` and :mod:`stetho.training.loop`:
 every rank decodes the data and trains (PyTorch ``DistributedDataParallel`` averages the
 gradients, a ``DistributedSampler`` gives each rank its share of every epoch); rank 0 alone
 evaluates and writes artifacts, and the others wait at a :func:`barrier` and then read what

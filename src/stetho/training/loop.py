@@ -28,10 +28,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from stetho.config import Config
-from stetho.inference import predict_recordings
 from stetho.io import atomic_path
 from stetho.metrics import classification_metrics, score_for_selection
 from stetho.models import HeartSoundClassifier, create_model
+from stetho.scoring.chunking import predict_recordings
 from stetho.training import distributed
 from stetho.training.augment import mix_batch, spec_augment
 from stetho.training.data import ChunkDataset

@@ -13,7 +13,7 @@ Leakage guard
       (round 0 on the other folds' labelled rows; later rounds also on pseudo-labels that
       their own fold-``k`` teacher gave, by induction never from fold ``k``'s patients);
     * an unlabelled recording is a candidate for fold ``k`` only if its ``fold`` is not ``k``
-      (:mod:`stetho.folds` gives unlabelled rows their patient's fold) **and** its patient has
+      (:mod:`stetho.data.folds` gives unlabelled rows their patient's fold) **and** its patient has
       no labelled recording in fold ``k`` (checked again by patient id, whatever the folds).
 
 Soft labels
@@ -35,11 +35,11 @@ import numpy as np
 import pandas as pd
 
 from stetho.config import Config, DatasetConfig
-from stetho.inference import predict_recordings
+from stetho.data.manifest import MANIFEST_COLUMNS, audio_headers, check_manifest
 from stetho.io import write_table
-from stetho.manifest import MANIFEST_COLUMNS, audio_headers, check_manifest
 from stetho.models import HeartSoundClassifier
-from stetho.run import MODEL, fold_dir, load_model
+from stetho.runs import MODEL, fold_dir, load_model
+from stetho.scoring.chunking import predict_recordings
 from stetho.training import distributed
 from stetho.training.loop import select_device
 

@@ -6,7 +6,7 @@ Two pieces, both no-ops unless the config asks for a tracker:
   epoch's record as it is written (``fold<k>/train_loss``, ``fold<k>/valid_macro_auc``,
   ``fold<k>/valid_auc/<class>`` ... at ``step = epoch``; ``round<r>/fold<k>/...`` with
   pseudo-labelling), so a run can be watched while it trains;
-* :func:`after_run`, a hook of :func:`stetho.hooks.default_after_run`, logs the resolved
+* :func:`after_run`, a hook of :func:`stetho.workflows.hooks.default_after_run`, logs the resolved
   config as parameters, the pooled out-of-fold metrics, and the artifacts (report, out-of-fold
   predictions, summary, per-epoch log, fold models, scoring pipeline), then closes the run.
 
@@ -36,7 +36,7 @@ from typing import Any
 
 from stetho.config import Config, load_config
 from stetho.io import atomic_write_json
-from stetho.run import CONFIG, partial_dir
+from stetho.runs import CONFIG, partial_dir
 
 logger = logging.getLogger(__name__)
 

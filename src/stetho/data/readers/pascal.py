@@ -36,9 +36,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from stetho.audio import iter_audio_files
-from stetho.datasets import register_reader
-from stetho.manifest import MANIFEST_COLUMNS, audio_headers
+from stetho.data.audio import iter_audio_files
+from stetho.data.manifest import MANIFEST_COLUMNS, audio_headers
+from stetho.data.readers import register_reader
 
 logger = logging.getLogger(__name__)
 

@@ -26,13 +26,14 @@ import pandas as pd
 import torch
 
 from stetho.config import Config, load_config, resolve_config, save_config
-from stetho.datasets import read_dataset, read_table
-from stetho.folds import assign_folds
+from stetho.data.folds import assign_folds
+from stetho.data.readers import read_dataset, read_table
+from stetho.features.rhythm import rhythm_extras
 from stetho.io import append_jsonl, atomic_write_json, atomic_write_text, write_table
 from stetho.metrics import classification_metrics, metrics_by_group
 from stetho.models.registry import get_backbone_fn
 from stetho.models.timm_backbones import PretrainedWeightsUnavailable
-from stetho.run import CONFIG, LABELS, fold_dir, partial_dir, save_model
+from stetho.runs import CONFIG, LABELS, fold_dir, partial_dir, save_model
 from stetho.training import distributed
 from stetho.training.data import LoadedAudio, load_waveforms, sample_rows, targets_for
 from stetho.training.loop import CHECKPOINT, FoldData, select_device, train_fold
@@ -198,7 +199,7 @@ def run_experiment(
     after_run: list[Callable[[Path], None]] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> ExperimentResult:
-    """Train and validate every planned fold and write the run folder (see :mod:`stetho.run`).
+    """Train and validate every planned fold and write the run folder (see :mod:`stetho.runs`).
 
     ``on_epoch`` receives each epoch's record as it is appended to ``metrics.jsonl`` (an
     experiment tracker's live feed). Under torchrun every process calls this: all train,
@@ -589,14 +590,9 @@ def _rhythm_extras(
     """Heart-rhythm statistics by path (``training.rhythm_features``), log-compressed."""
     if not cfg.training.rhythm_features:
         return None
-    from stetho.pcg import rhythm_features
-
-    sr = int(cfg.audio.sample_rate)
-    out = {}
-    for p in rows["path"]:
-        x = np.asarray(rhythm_features(audio.waves[p], sr), dtype=np.float32)
-        out[p] = np.sign(x) * np.log1p(np.abs(x))
-    return out
+    paths = list(rows["path"])
+    values = rhythm_extras([audio.waves[p] for p in paths], int(cfg.audio.sample_rate))
+    return dict(zip(paths, values, strict=True))
 
 
 def _pretrained_warnings(config: Config) -> list[str]:

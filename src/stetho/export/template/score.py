@@ -14,8 +14,8 @@ parquet table with a ``path`` (or ``audio``) column. One row per recording: ``pa
 the rest are scored. Exit code: 0 when every file was scored, 1 when any failed, 2 for a
 usage error.
 
-The decoding, validation and chunking below are copies of ``stetho.audio.read_audio`` and
-``stetho.inference.recording_chunks``: the same recording gives the same chunks, the same
+The decoding, validation and chunking below are copies of ``stetho.data.audio.read_audio`` and
+``stetho.scoring.chunking.recording_chunks``: the same recording gives the same chunks, the same
 error reason, and probabilities equal to ``stetho predict``'s within 1e-4.
 """
 
@@ -38,7 +38,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-#: File suffixes treated as audio (as stetho.audio.AUDIO_EXTENSIONS).
+#: File suffixes treated as audio (as stetho.data.audio.AUDIO_EXTENSIONS).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 #: Inputs read as tables of paths.
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
@@ -69,7 +69,7 @@ class AudioError(ValueError):
         return f"{self.path}: {self.reason}"
 
 
-# --- decoding and validation (as stetho.audio.read_audio) ---------------------------------
+# --- decoding and validation (as stetho.data.audio.read_audio) ---------------------------------
 
 
 def _check_duration(
@@ -136,7 +136,7 @@ def read_audio(
     return np.ascontiguousarray(samples, dtype=np.float32)
 
 
-# --- chunking (as stetho.audio.chunk and stetho.inference.recording_chunks) ---------------
+# --- chunking (as stetho.data.audio.chunk and stetho.scoring.chunking.recording_chunks) ---
 
 
 def chunk(x: np.ndarray, *, chunk_samples: int, hop_samples: int) -> np.ndarray:

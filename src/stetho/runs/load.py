@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from stetho.config import Config, load_config
-from stetho.inference import predict_recordings
+from stetho.scoring.chunking import predict_recordings
 from stetho.io import atomic_path
 from stetho.models import HeartSoundClassifier, create_model
 

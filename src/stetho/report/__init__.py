@@ -1,6 +1,6 @@
 """``report.html``: one self-contained file that shows what a run learnt and where it fails.
 
-The report reads only the run folder (see :mod:`stetho.run`), so any finished run can be
+The report reads only the run folder (see :mod:`stetho.runs`), so any finished run can be
 re-reported (``stetho report RUN_DIR``); the audio of the worst-classified recordings is read
 from the paths in ``oof_predictions.parquet`` when they still exist. Everything is embedded:
 figures as PNG data URIs, audio as 16-bit PCM WAV data URIs, styles inline; the page loads
@@ -31,9 +31,8 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from stetho import plots
-from stetho.audio import AudioError, read_audio, resample
 from stetho.config import Config, load_config
+from stetho.data.audio import AudioError, read_audio, resample
 from stetho.explain import (
     DEFAULT_METHODS,
     INTERPRETATIONS,
@@ -42,8 +41,11 @@ from stetho.explain import (
     read_index,
 )
 from stetho.explain import select_worst as _select_worst
+from stetho.explain.plot import plot_explanation
 from stetho.io import atomic_write_text
-from stetho.run import CONFIG, Run, load_run
+from stetho.report import plots
+from stetho.runs import CONFIG, Run, load_run
+from stetho.viz import png_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +214,7 @@ class _Figures:
         )
 
     def plot(self, fig: Any, *, alt: str, caption: str, fig_id: str) -> str:
-        return self.embed(plots.png_bytes(fig), alt=alt, caption=caption, fig_id=fig_id)
+        return self.embed(png_bytes(fig), alt=alt, caption=caption, fig_id=fig_id)
 
 
 def _section(sid: str, title: str, body: str) -> str:
@@ -881,7 +883,7 @@ def _explain_on_the_fly(
         prediction=run.config.prediction,
         extra=_run_extras(run, path, wave),
     )
-    return plots.plot_explanation(wave, run.sample_rate, atts, title=title)
+    return plot_explanation(wave, run.sample_rate, atts, title=title)
 
 
 def _environment_section(rf: _RunFolder) -> str:

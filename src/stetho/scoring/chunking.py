@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from stetho.audio import chunk
 from stetho.config import PredictionConfig
+from stetho.data.audio import chunk
 
 
 def recording_chunks(

@@ -1,7 +1,7 @@
 """Score an archive over a Dask distributed cluster: the same groups, the same rows, in order.
 
-The files are cut into the groups :func:`stetho.predict.predict_files` uses (``batch_size``
-recordings each); each group is one task running :func:`stetho.predict.score_group` on a
+The files are cut into the groups :func:`stetho.scoring.batch.predict_files` uses (``batch_size``
+recordings each); each group is one task running :func:`stetho.scoring.batch.score_group` on a
 worker. A worker loads the run once (a per-process cache keyed on the run folder and folds),
 so a task costs decoding and inference only. The client reassembles the groups in input order
 and builds the same table as the serial run, bad files included.
@@ -23,7 +23,8 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from stetho.predict import (
+from stetho.runs import Run, load_run
+from stetho.scoring.batch import (
     DEFAULT_BATCH_SIZE,
     InputItem,
     Scored,
@@ -31,7 +32,6 @@ from stetho.predict import (
     results_frame,
     score_group,
 )
-from stetho.run import Run, load_run
 
 logger = logging.getLogger(__name__)
 
@@ -102,11 +102,11 @@ def predict_files_dask(
     threshold: float | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """:func:`stetho.predict.predict_files` over a Dask cluster; returns the same table.
+    """:func:`stetho.scoring.batch.predict_files` over a Dask cluster; returns the same table.
 
     Args:
         run_dir: the run folder, readable by every worker at the same absolute path.
-        items: from :func:`stetho.predict.collect_inputs` (absolute paths are used).
+        items: from :func:`stetho.scoring.batch.collect_inputs` (absolute paths are used).
         scheduler: a ``distributed.Client``, a scheduler address, or ``"local"``.
         folds, batch_size, threshold, progress: as for ``predict_files`` / ``load_run``.
     """

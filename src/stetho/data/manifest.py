@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stetho.audio import AudioError, audio_info
+from stetho.data.audio import AudioError, audio_info
 
 logger = logging.getLogger(__name__)
 

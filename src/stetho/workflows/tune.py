@@ -9,7 +9,7 @@ A search space is a YAML mapping of config keys (``section.key``) to distributio
 Every key must be a key of :class:`~stetho.config.Config` and every bound or choice a value
 the config accepts; both are checked before the first trial (:func:`load_search_space`).
 
-Each trial is a whole experiment (:func:`stetho.experiment.run_experiment`) written to
+Each trial is a whole experiment (:func:`stetho.training.experiment.run_experiment`) written to
 ``<study_dir>/trial-<n>``; its objective is the pooled out-of-fold macro ROC AUC (maximised).
 Each evaluated epoch reports its fold's validation macro AUC at step
 ``fold * epochs + epoch``, so Optuna's ``MedianPruner`` stops a trial that is worse than the
@@ -41,7 +41,7 @@ from pydantic import BaseModel
 
 from stetho.config import Config, ConfigError, config_from_dict, save_config
 from stetho.io import atomic_write_json, write_table
-from stetho.run import partial_dir
+from stetho.runs import partial_dir
 
 if TYPE_CHECKING:
     import optuna
@@ -182,7 +182,7 @@ def tune(
     import optuna
     from optuna.trial import TrialState
 
-    from stetho.experiment import run_experiment
+    from stetho.training.experiment import run_experiment
 
     if trials < 1:
         raise ValueError(f"trials={trials}: expected at least 1")

@@ -1,9 +1,10 @@
 """Score recordings with a trained run: files, folders and tables in, one row per recording out.
 
-The flow is the one the run was validated with: decode (:func:`stetho.audio.read_audio`:
+The flow is the one the run was validated with: decode (:func:`stetho.data.audio.read_audio`:
 mono mean, float32, soxr ``HQ`` to the model's rate, the run's duration limits), cut with the
-run's chunking rule (:func:`stetho.inference.recording_chunks`, ``Fix`` or ``Dynamic``), score
-each chunk with every fold model, average the probabilities over chunks and then over folds.
+run's chunking rule (:func:`stetho.scoring.chunking.recording_chunks`, ``Fix`` or
+``Dynamic``), score each chunk with every fold model, average the probabilities over chunks
+and then over folds.
 
 Output columns, in order (:func:`output_columns`):
 
@@ -23,7 +24,7 @@ Output columns, in order (:func:`output_columns`):
     Length of the decoded recording in seconds; empty when the file failed.
 ``error``
     Empty when the file was scored, otherwise why not (the reason of the
-    :class:`~stetho.audio.AudioError`: ``empty file (0 bytes)``, ``cannot decode: ...``,
+    :class:`~stetho.data.audio.AudioError`: ``empty file (0 bytes)``, ``cannot decode: ...``,
     ``too short: ...``). A bad file never stops the batch.
 
 The torch-free pipeline written by :mod:`stetho.export` (``score.py``) produces the same table.
@@ -42,9 +43,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from stetho.audio import AudioError, AudioSource, DecodeError, iter_audio_files, read_audio
-from stetho.datasets import TABLE_SUFFIXES
-from stetho.run import Run
+from stetho.data.audio import AudioError, AudioSource, DecodeError, iter_audio_files, read_audio
+from stetho.data.readers import TABLE_SUFFIXES
+from stetho.features.rhythm import rhythm_extras
+from stetho.runs import Run
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ class Scored:
 def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputItem]:
     """Expand command-line inputs into recordings, keeping their order.
 
-    * a folder: every audio file below it (recursive, :data:`stetho.audio.AUDIO_EXTENSIONS`,
+    * a folder: every audio file below it (recursive, :data:`stetho.data.audio.AUDIO_EXTENSIONS`,
       hidden entries skipped, sorted), named ``<folder as given>/<relative path>``;
     * a ``.csv``/``.tsv``/``.parquet``/``.pq`` file: a table whose ``path`` (or ``audio``)
       column lists recordings; relative entries are relative to the table's folder;
@@ -190,7 +192,7 @@ def results_frame(
 
 def read_for_run(run: Run, source: AudioSource, *, name: str | None = None) -> np.ndarray:
     """Decode ``source`` as the run expects: mono float32 at ``run.sample_rate`` Hz, within the
-    run's ``dataset.min/max_duration_seconds``. Raises :class:`~stetho.audio.AudioError`."""
+    run's ``dataset.min/max_duration_seconds``. Raises :class:`~stetho.data.audio.AudioError`."""
     ds = run.config.dataset
     try:
         audio = read_audio(
@@ -211,29 +213,19 @@ def _extras(run: Run, waves: list[np.ndarray]) -> list[np.ndarray] | None:
     ``training.rhythm_features``; ``None`` for the others."""
     if not run.n_extra_features:
         return None
-    # The rule the run was trained with: stetho.experiment computes it for training.
-    from stetho.experiment import _rhythm_extras
-    from stetho.training.data import LoadedAudio
-
-    keys = [str(i) for i in range(len(waves))]
-    by_key = _rhythm_extras(
-        run.config,
-        pd.DataFrame({"path": keys}),
-        LoadedAudio(waves=dict(zip(keys, waves, strict=True))),
-    )
-    if by_key is None:
+    if not run.config.training.rhythm_features:
         raise ValueError(
             f"{run.path}: the models take {run.n_extra_features} extra features but the config "
             "has training.rhythm_features off"
         )
-    return [by_key[k] for k in keys]
+    return rhythm_extras(waves, run.sample_rate)
 
 
 def score_group(run: Run, items: Sequence[InputItem], *, batch_size: int) -> list[Scored]:
     """Decode and score a group of recordings together (bad ones get their reason).
 
     The unit of work of :func:`predict_files` and of the Dask workers
-    (:mod:`stetho.distributed_scoring`): same groups, same batches, same numbers.
+    (:mod:`stetho.scoring.dask`): same groups, same batches, same numbers.
     """
     results: list[Scored | None] = [None] * len(items)
     good: list[int] = []
@@ -274,7 +266,7 @@ def predict_files(
     """Score recordings with the run's fold ensemble; one row per item, in order.
 
     Args:
-        run: a loaded run (:func:`stetho.run.load_run`), all folds or the chosen ones.
+        run: a loaded run (:func:`stetho.runs.load_run`), all folds or the chosen ones.
         items: from :func:`collect_inputs`.
         batch_size: recordings decoded and scored together, and the most chunks per
             forward pass; bounds memory on large archives.
@@ -313,7 +305,7 @@ def score_file(
 
     Returns ``{"path", "probs": {class: p}, "label", "duration_s"}`` plus ``"abnormal"``
     (bool) when the run allows the decision (:func:`abnormal_rule`). Raises
-    :class:`~stetho.audio.AudioError` for a recording that cannot be used.
+    :class:`~stetho.data.audio.AudioError` for a recording that cannot be used.
     """
     if name is None:
         name = os.fspath(source) if isinstance(source, str | os.PathLike) else "<upload>"

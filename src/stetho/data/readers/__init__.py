@@ -1,9 +1,9 @@
-"""Dataset readers: each turns one folder layout into a Manifest (see :mod:`stetho.manifest`).
+"""Dataset readers: each turns one folder layout into a Manifest (see :mod:`stetho.data.manifest`).
 
 A reader is a function ``reader(root, **kwargs) -> DataFrame`` filed under a name with
 :func:`register_reader`. :func:`read_dataset` is the one front door: it picks the reader (by
 name, or by :func:`detect_layout`) and validates the result with
-:func:`~stetho.manifest.check_manifest`, so every reader's output obeys the same contract.
+:func:`~stetho.data.manifest.check_manifest`, so every reader's output obeys the same contract.
 
 Registered layouts:
 
@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from stetho.manifest import check_manifest
+from stetho.data.manifest import check_manifest
 
 Reader = Callable[..., pd.DataFrame]
 R = TypeVar("R", bound=Reader)
@@ -98,8 +98,8 @@ def read_dataset(root: str | Path, *, layout: str = "auto", **kwargs: Any) -> pd
 
 
 # The readers register themselves on import; they need register_reader defined above.
-from stetho.datasets import circor, pascal, physionet2016, table  # noqa: E402
-from stetho.datasets.table import read_folder, read_table  # noqa: E402
+from stetho.data.readers import circor, pascal, physionet2016, table  # noqa: E402
+from stetho.data.readers.table import read_folder, read_table  # noqa: E402
 
 __all__ = [
     "TABLE_SUFFIXES",

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stetho.audio import AUDIO_EXTENSIONS, iter_audio_files
-from stetho.datasets import TABLE_SUFFIXES, register_reader
-from stetho.manifest import MANIFEST_COLUMNS, audio_headers
+from stetho.data.audio import AUDIO_EXTENSIONS, iter_audio_files
+from stetho.data.manifest import MANIFEST_COLUMNS, audio_headers
+from stetho.data.readers import TABLE_SUFFIXES, register_reader
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@
   README.md          the call, the columns, the settings
 ```
 
-``score.py`` is ``stetho/export_template/score.py`` copied unchanged; it holds its own copies
+``score.py`` is ``stetho/export/template/score.py`` copied unchanged; it holds its own copies
 of the decoding, validation and chunking rules, so the pipeline never imports torch or stetho,
 and its probabilities equal ``stetho predict``'s within 1e-4 (checked at export on synthetic
 input, and by the tests on real recordings).
@@ -35,16 +35,16 @@ import torch
 from torch import nn
 
 from stetho.config import load_config
-from stetho.inference import logits_to_probs
 from stetho.io import atomic_write_json, atomic_write_text
-from stetho.predict import abnormal_rule
-from stetho.run import CONFIG, Run, load_run
+from stetho.runs import CONFIG, Run, load_run
+from stetho.scoring.batch import abnormal_rule
+from stetho.scoring.chunking import logits_to_probs
 
 logger = logging.getLogger(__name__)
 
 #: The folder ``training.build_scoring_pipelines`` writes inside the run folder.
 SCORING_DIR = "scoring"
-TEMPLATE_DIR = Path(__file__).resolve().parent / "export_template"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "template"
 MODEL_FILE = "model.onnx"
 INPUT_NAME = "wave"
 OUTPUT_NAME = "probs"
@@ -58,7 +58,7 @@ class EnsembleProbs(nn.Module):
     """``(batch, samples)`` waveform -> ``(batch, n_classes)`` mean probability of the folds.
 
     Each fold model carries its own front end; probabilities (not logits) are averaged, as
-    :func:`stetho.inference.predict_recordings` does.
+    :func:`stetho.scoring.chunking.predict_recordings` does.
     """
 
     def __init__(self, models: Sequence[nn.Module], *, loss_function: str) -> None:

@@ -37,7 +37,9 @@ def default_after_run() -> list[Hook]:
     from stetho.explain import interpretations_hook  # when training.run_interpretations
     from stetho.export import export_hook  # writes scoring/ when build_scoring_pipelines
     from stetho.report import report_hook  # always: report.html
-    from stetho.tracking import after_run as tracking_hook  # MLflow; last, to log the rest
+    from stetho.workflows.tracking import (
+        after_run as tracking_hook,  # MLflow; last, to log the rest
+    )
 
     hooks: list[tuple[str, Hook]] = [
         ("scoring pipeline export", export_hook),

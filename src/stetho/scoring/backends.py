@@ -3,7 +3,7 @@
 Two implementations of :class:`Scorer`:
 
 * :class:`RunScorer` serves a finished run folder (torch; weights from safetensors, the fold
-  ensemble averaged as in :meth:`stetho.run.Run.predict_waves`);
+  ensemble averaged as in :meth:`stetho.runs.Run.predict_waves`);
 * :class:`PipelineScorer` serves an exported scoring pipeline folder (onnxruntime alone:
   ``model.onnx`` with input ``wave`` ``(batch, samples)`` float32, ``labels.json``,
   ``preprocess.json``).
@@ -14,7 +14,7 @@ runs them in its bounded worker pool, never on the event loop.
 The *abnormal probability* that drives alerts is ``1 - p(normal)`` when the model has a
 ``normal`` class (the PhysioNet/CinC 2016 normal-vs-abnormal view: every other class is some
 abnormality or an unusable recording); for another two-class model it is the probability of
-the second class, as in ``stetho predict`` (:func:`stetho.predict.abnormal_rule`); otherwise
+the second class, as in ``stetho predict`` (:func:`stetho.scoring.batch.abnormal_rule`); otherwise
 the largest class probability. A window or recording counts as abnormal when it is at or above
 the threshold (the run's ``prediction.probability_threshold`` unless the service sets one).
 """
@@ -32,9 +32,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from stetho.config import PredictionConfig
-from stetho.inference import recording_chunks
 from stetho.pcg import analyze
-from stetho.predict import abnormal_rule
+from stetho.scoring.batch import abnormal_rule
+from stetho.scoring.chunking import recording_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +61,14 @@ class Scorer(Protocol):
 
 
 class RunScorer:
-    """Serve a finished run folder with torch (see :func:`stetho.run.load_run`)."""
+    """Serve a finished run folder with torch (see :func:`stetho.runs.load_run`)."""
 
     kind = "run"
 
     def __init__(self, run_dir: str | Path, *, threads: int = 1) -> None:
         import torch
 
-        from stetho.run import load_run
+        from stetho.runs import load_run
 
         torch.set_num_threads(threads)
         self._run = load_run(run_dir)
@@ -153,7 +153,7 @@ def _chunk_seconds(prediction: PredictionConfig) -> float:
 
 
 def abnormal_probability(probs: np.ndarray, classes: Sequence[str]) -> float:
-    """The probability that a recording is abnormal, by :func:`stetho.predict.abnormal_rule`.
+    """The probability that a recording is abnormal, by :func:`stetho.scoring.batch.abnormal_rule`.
 
     ``1 - p(normal)`` when ``classes`` has ``normal``; ``p(classes[1])`` for another two-class
     model; otherwise the largest class probability.

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from stetho.datasets import register_reader
-from stetho.manifest import MANIFEST_COLUMNS, audio_headers
+from stetho.data.manifest import MANIFEST_COLUMNS, audio_headers
+from stetho.data.readers import register_reader
 
 logger = logging.getLogger(__name__)
 

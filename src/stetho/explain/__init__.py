@@ -31,7 +31,7 @@ class *c*" on the ``(n_mels, frames)`` grid the model actually sees:
 The score attributed is the log-probability of the class for cross-entropy models (evidence
 for *c* relative to the other classes, which a raw logit is not) and the logit (log-odds) for
 BCE models. Recordings are cut into the chunks the scorer uses
-(:func:`stetho.inference.recording_chunks`), each chunk is explained on its own, and the maps
+(:func:`stetho.scoring.chunking.recording_chunks`), each chunk is explained on its own, and the maps
 are placed back on the recording's time axis, so the map explains the prediction that was
 actually made. With several models (a fold ensemble) the maps and probabilities are averaged.
 
@@ -59,13 +59,15 @@ import torch
 import torch.nn.functional as F
 from captum.attr import IntegratedGradients, Occlusion
 
-from stetho.audio import AudioError, read_audio
 from stetho.config import PredictionConfig, load_config
-from stetho.inference import recording_chunks
+from stetho.data.audio import AudioError, read_audio
+from stetho.explain.plot import plot_explanation
+from stetho.features.rhythm import rhythm_extras
 from stetho.io import atomic_path, atomic_write_json
 from stetho.models import HeartSoundClassifier
-from stetho.plots import plot_explanation, save_png
-from stetho.run import CONFIG, Run, load_run
+from stetho.runs import CONFIG, Run, load_run
+from stetho.scoring.chunking import recording_chunks
+from stetho.viz import save_png
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +98,7 @@ class Attribution:
         spectrogram: ``(n_mels, frames)`` the log-mel input the model saw (after its
             normalisation), for display; NaN where the model saw nothing.
         scored_s: seconds from the start that the model scored. The scorer drops a tail
-            shorter than half a chunk (:func:`stetho.audio.chunk`); frames after ``scored_s``
+            shorter than half a chunk (:func:`stetho.data.audio.chunk`); frames after ``scored_s``
             have no attribution (zero in ``map``).
     """
 
@@ -329,7 +331,7 @@ def explain_recording(
         target: class index or name to explain; ``None`` explains the predicted class.
         classes: class names in output order (default ``"0"``, ``"1"``, ...).
         loss_function: the run's ``training.loss_function`` (``CrossEntropy`` or ``BCE``).
-        prediction: the run's chunking (:func:`stetho.inference.recording_chunks`); ``None``
+        prediction: the run's chunking (:func:`stetho.scoring.chunking.recording_chunks`); ``None``
             scores the whole recording in one pass.
         extra: ``(n_extra,)`` per-recording extra features, for models that take them.
         occlusion_window: occlusion patch as ``(mel bands, seconds)``; patches overlap by half.
@@ -483,12 +485,7 @@ def _run_extras(run: Run, path: str, wave: np.ndarray) -> np.ndarray | None:
     """The run's per-recording extra features (rhythm statistics), computed as in training."""
     if not run.n_extra_features:
         return None
-    from stetho.experiment import _rhythm_extras
-    from stetho.training.data import LoadedAudio
-
-    rows = pd.DataFrame({"path": [path]})
-    extras = _rhythm_extras(run.config, rows, LoadedAudio(waves={path: wave}))
-    return None if extras is None else extras[0]
+    return rhythm_extras([wave], run.sample_rate)[0]
 
 
 def explain_files(
@@ -504,7 +501,7 @@ def explain_files(
     """Explain recordings with a run's models and write the files listed in the module docstring.
 
     Args:
-        run: a loaded run (:func:`stetho.run.load_run`).
+        run: a loaded run (:func:`stetho.runs.load_run`).
         paths: audio files, any rate (resampled to the run's rate).
         out_dir: created if needed; files are named after each recording's stem.
         methods: names from :data:`METHODS`.
@@ -601,7 +598,7 @@ def _ensemble_probs(
     extra: np.ndarray | None,
 ) -> dict[str, float]:
     """Every class's probability for ``wave``, as the scorer computes it."""
-    from stetho.inference import predict_recordings
+    from stetho.scoring.chunking import predict_recordings
 
     p = predict_recordings(
         list(models),
