@@ -56,9 +56,7 @@ def test_dask_output_equals_serial(cluster, sharp_run, scoring_folder):
         # Each worker loaded the run at most once, and reused it for all its other tasks.
         loaded = client.run(
             lambda: (
-                __import__("stetho.scoring.dask")
-                .scoring.dask._worker_run.cache_info()
-                ._asdict()
+                __import__("stetho.scoring.dask").scoring.dask._worker_run.cache_info()._asdict()
             )
         )
     assert len(loaded) == 2
