@@ -24,6 +24,20 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+class ArtifactError(ValueError):
+    """A model, checkpoint, pipeline or run file that cannot be used.
+
+    The message names the file, says what is wrong with it and how to recover (retrain,
+    re-export, restore the folder). The CLI prints it on one line and exits with code 2.
+    """
+
+    def __init__(self, path: str | Path, problem: str, remedy: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        self.remedy = remedy
+        super().__init__(f"{path}: {problem}; {remedy}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``."""
