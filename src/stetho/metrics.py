@@ -6,7 +6,8 @@
   Youden's index (Se + Sp - 1) and discriminant power
   DP = sqrt(3)/pi * (ln(Se/(1-Se)) + ln(Sp/(1-Sp))).
 - PhysioNet/CinC Challenge 2016 (Clifford et al.): MAcc = (Se + Sp) / 2 for abnormal vs normal,
-  where "abnormal" is every class but ``normal`` and its score is ``1 - p(normal)``.
+  where "abnormal" is every class but ``normal`` and its score is ``1 - p(normal)``, by the
+  run's decision rule when one is given (the rule ``stetho predict`` and the service apply).
 
 All functions take string labels and a probability matrix whose columns follow ``classes``.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,8 @@ def classification_metrics(
     y_true: np.ndarray | list[str],
     probs: np.ndarray,
     classes: list[str],
+    *,
+    rule: AbnormalRule | None = None,
 ) -> dict[str, Any]:
     """Everything in the module docstring, as a JSON-able dict.
 
@@ -61,6 +64,8 @@ def classification_metrics(
         y_true: ``(n,)`` true class names.
         probs: ``(n, len(classes))`` scores; rows need not sum to 1 (multi-label sigmoid).
         classes: column names of ``probs``.
+        rule: the run's decision rule, for the normal-vs-abnormal figures
+            (:func:`normal_vs_abnormal`).
     """
     y_true = np.asarray(y_true, dtype=object)
     probs = np.asarray(probs, dtype=np.float64)
@@ -116,17 +121,46 @@ def classification_metrics(
         "classes_present": present,
     }
     if NORMAL in classes and len(classes) > 1:
-        out["physionet2016"] = normal_vs_abnormal(y_true, probs, classes)
+        out["physionet2016"] = normal_vs_abnormal(y_true, probs, classes, rule=rule)
     return out
 
 
+class AbnormalRule(Protocol):
+    """What :func:`normal_vs_abnormal` needs of a decision rule
+    (:class:`stetho.decision.DecisionRule` has it; this module sits below that package)."""
+
+    threshold: float
+
+    def probabilities(self, raw: np.ndarray) -> np.ndarray: ...
+
+    def abnormal_probability(self, probs: np.ndarray) -> np.ndarray: ...
+
+
 def normal_vs_abnormal(
-    y_true: np.ndarray, probs: np.ndarray, classes: list[str], *, threshold: float = 0.5
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    classes: list[str],
+    *,
+    threshold: float = 0.5,
+    rule: AbnormalRule | None = None,
 ) -> dict[str, float]:
-    """PhysioNet/CinC 2016 scoring: abnormal = not ``normal``; score = 1 - p(normal)."""
-    j = classes.index(NORMAL)
-    norm = probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
-    score = 1.0 - norm[:, j]
+    """PhysioNet/CinC 2016 scoring: abnormal = not ``normal``; score = 1 - p(normal).
+
+    With ``rule`` (the run's :class:`~stetho.decision.DecisionRule`), the score and the
+    decision are the deployed ones: the rule's probabilities (BCE renormalisation,
+    calibration), its abnormal probability and its threshold (``threshold`` is then unused).
+    Without, the default rule: rows renormalised to sum to 1 (a no-op for softmax outputs),
+    ``1 - p(normal) >= threshold``.
+    """
+    y_true = np.asarray(y_true, dtype=object)
+    probs = np.asarray(probs, dtype=np.float64)
+    if rule is None:
+        j = classes.index(NORMAL)
+        norm = probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
+        score = np.clip(1.0 - norm[:, j], 0.0, 1.0)
+    else:
+        score = rule.abnormal_probability(rule.probabilities(probs))
+        threshold = rule.threshold
     abnormal = y_true != NORMAL
     pred = score >= threshold
     se = float((pred & abnormal).sum() / abnormal.sum()) if abnormal.any() else float("nan")

@@ -1,4 +1,4 @@
-"""``stetho predict`` and ``stetho export``: score recordings with a run, or export its pipeline."""
+"""``stetho predict``: score recordings with a run's fold ensemble."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def predict(
         "--threshold",
         min=0.0,
         max=1.0,
-        help="Abnormal decision threshold (default: the run's prediction.probability_threshold).",
+        help="Abnormal decision threshold (default: the run's decision rule, else its "
+        "prediction.probability_threshold).",
     ),
     dask: str = typer.Option(
         None,
@@ -46,8 +47,9 @@ def predict(
 ) -> None:
     """Score recordings with the run's fold ensemble; one row per recording.
 
-    Exit code 0 when every recording was scored, 1 when any failed (its reason is in the
-    error column), 2 for a usage error.
+    Label, abnormal flag and outcome follow the run's decision rule and duration limits.
+
+    Exit code: 0 when all were scored, 1 when any failed (see the error column), 2 on misuse.
     """
     from stetho.io import write_table
     from stetho.runs import load_run
@@ -85,23 +87,5 @@ def predict(
         raise typer.Exit(code=1)
 
 
-def export(
-    run_dir: Path = typer.Argument(..., help="A finished run folder (runs/<name>)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Pipeline folder to create."),
-    fold: int = typer.Option(None, "--fold", help="Export this fold's model only."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing OUT folder."),
-) -> None:
-    """Write a standalone scoring pipeline (numpy + soundfile + soxr + onnxruntime, no torch)."""
-    from stetho.export import export_pipeline
-
-    with cli_errors():
-        path = export_pipeline(
-            run_dir, out, folds=None if fold is None else [fold], overwrite=force
-        )
-    console.print(f"scoring pipeline written to {path}")
-    console.print(f"run it with: python {path / 'score.py'} INPUT... --out preds.csv")
-
-
 def register(app: typer.Typer) -> None:
     app.command("predict")(predict)
-    app.command("export")(export)

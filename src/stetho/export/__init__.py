@@ -6,7 +6,8 @@
                      the log-mel front end, every fold model and the softmax/sigmoid inside,
                      the folds' probabilities averaged in the graph
   labels.json        {"classes": [...], "loss_function": ..., "folds": [...]}
-  preprocess.json    sample rate, chunking, duration limits, abnormal rule, threshold
+  preprocess.json    sample rate, chunking, the acceptance rule (duration limits) and the
+                     decision rule (stetho.decision.DecisionRule.to_dict, as "decision")
   score.py           the command line (``python score.py INPUT... --out preds.csv``)
   requirements.txt   numpy, soundfile, soxr, onnxruntime
   README.md          the call, the columns, the settings
@@ -14,7 +15,7 @@
 
 ``score.py`` is ``stetho/export/template/score.py`` copied unchanged; it holds its own copies
 of the decoding, validation and chunking rules, so the pipeline never imports torch or stetho,
-and its probabilities equal ``stetho predict``'s within 1e-4 (checked at export on synthetic
+and its probabilities and decisions equal ``stetho predict``'s (within 1e-4) (checked at export on synthetic
 input, and by the tests on real recordings).
 """
 
@@ -36,16 +37,16 @@ from torch import nn
 
 from stetho.config import load_config
 from stetho.io import atomic_write_json, atomic_write_text
-from stetho.runs import CONFIG, Run, load_run
-from stetho.scoring.batch import abnormal_rule
+from stetho.runs import PipelineFolder, Run, RunFolder, load_run
 from stetho.scoring.chunking import logits_to_probs
+from stetho.scoring.core import run_acceptance, run_rule
 
 logger = logging.getLogger(__name__)
 
 #: The folder ``training.build_scoring_pipelines`` writes inside the run folder.
-SCORING_DIR = "scoring"
+SCORING_DIR = RunFolder(".").scoring.name
 TEMPLATE_DIR = Path(__file__).resolve().parent / "template"
-MODEL_FILE = "model.onnx"
+MODEL_FILE = PipelineFolder(".").model.name
 INPUT_NAME = "wave"
 OUTPUT_NAME = "probs"
 #: Opset 17 runs on every onnxruntime since 1.14, hospital installs included.
@@ -155,10 +156,16 @@ def verify_onnx(run: Run, path: str | Path, *, lengths: Sequence[int]) -> float:
 
 
 def preprocess_settings(run: Run) -> dict[str, Any]:
-    """What ``score.py`` needs besides the graph: rates, chunking, limits, the abnormal rule."""
+    """What ``score.py`` needs besides the graph: rates, chunking, the acceptance rule and the
+    decision rule (:class:`stetho.decision.DecisionRule`, as ``decision``).
+
+    ``min_duration_s``/``max_duration_s`` are the acceptance rule; ``probability_threshold``
+    and ``abnormal`` restate the decision rule's threshold and normal class for readers.
+    """
     p = run.config.prediction
-    ds = run.config.dataset
-    rule = abnormal_rule(run.classes)
+    rule = run_rule(run)
+    acceptance = run_acceptance(run)
+    normal = rule.normal_class
     return {
         "sample_rate": run.sample_rate,
         "mono": "mean of channels",
@@ -166,10 +173,11 @@ def preprocess_settings(run: Run) -> dict[str, Any]:
         "inference_chunk_method": p.inference_chunk_method,
         "inference_chunk_seconds": float(p.inference_chunk_seconds),
         "max_inference_chunk_seconds": float(p.max_inference_chunk_seconds),
-        "min_duration_s": float(ds.min_duration_seconds),
-        "max_duration_s": float(ds.max_duration_seconds),
-        "probability_threshold": float(p.probability_threshold),
-        "abnormal": None if rule is None else {"kind": rule[0], "class": rule[1]},
+        "min_duration_s": acceptance.min_duration_s,
+        "max_duration_s": acceptance.max_duration_s,
+        "probability_threshold": rule.threshold,
+        "abnormal": None if normal is None else {"kind": "not", "class": normal},
+        "decision": rule.to_dict(),
         "model": MODEL_FILE,
         "input": INPUT_NAME,
         "output": OUTPUT_NAME,
@@ -181,10 +189,11 @@ def _readme(run: Run, prep: dict[str, Any]) -> str:
     rule = prep["abnormal"]
     if rule is None:
         abnormal = "no `abnormal` column: the classes hold neither `normal` nor two classes."
-    elif rule["kind"] == "not":
-        abnormal = "`abnormal` = 1 when `1 - prob_normal >= threshold`"
     else:
-        abnormal = f"`abnormal` = 1 when `prob_{rule['class']} >= threshold`"
+        abnormal = (
+            f"`abnormal` = 1 when `abnormal_prob` = `1 - prob_{rule['class']}` >= threshold; "
+            "`outcome` is `normal`, `abnormal` or `re-record` (inside the abstain band)"
+        )
     chunking = (
         f"Fix: chunks of {prep['inference_chunk_seconds']:g} s, probabilities averaged"
         if prep["inference_chunk_method"] == "Fix"
@@ -247,11 +256,12 @@ def export_pipeline(
             "loss_function": run.config.training.loss_function,
             "folds": run.folds,
         }
-        atomic_write_json(work / "labels.json", labels)
-        atomic_write_json(work / "preprocess.json", prep)
-        shutil.copyfile(TEMPLATE_DIR / "score.py", work / "score.py")
-        shutil.copyfile(TEMPLATE_DIR / "requirements.txt", work / "requirements.txt")
-        atomic_write_text(work / "README.md", _readme(run, prep))
+        folder = PipelineFolder(work)
+        atomic_write_json(folder.labels, labels)
+        atomic_write_json(folder.preprocess, prep)
+        shutil.copyfile(TEMPLATE_DIR / "score.py", folder.score_py)
+        shutil.copyfile(TEMPLATE_DIR / "requirements.txt", folder.requirements)
+        atomic_write_text(folder.readme, _readme(run, prep))
         # Readable by the service account that will run it, not only by whoever exported it.
         os.chmod(work, 0o755)
         for f in work.iterdir():
@@ -273,8 +283,8 @@ def export_pipeline(
 def export_hook(run_dir: str | Path) -> None:
     """After-training hook: write ``scoring/`` into the run folder when the run's config says
     ``training.build_scoring_pipelines: true``; otherwise do nothing."""
-    run_dir = Path(run_dir)
-    config = load_config(run_dir / CONFIG)
+    rf = RunFolder(run_dir)
+    config = load_config(rf.config)
     if not config.training.build_scoring_pipelines:
         return
-    export_pipeline(run_dir, run_dir / SCORING_DIR, overwrite=True)
+    export_pipeline(rf.path, rf.scoring, overwrite=True)

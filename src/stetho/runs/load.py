@@ -1,22 +1,7 @@
-"""The experiment folder: its layout, and loading a finished run for scoring.
+"""Loading a finished run for scoring, and saving fold weights.
 
-```
-runs/<name>/
-  config.yaml              resolved config (every Auto filled in)
-  warnings.json            what the resolver and the data checks warned about
-  labels.json              {"classes": [...], "loss_function": ..., "sample_rate": ...}
-  manifest.parquet         the data, with the fold column used
-  skipped.csv              files that could not be used, with the reason
-  fold-<k>/model.safetensors   weights (no pickle), one per trained fold
-  fold-<k>/history.json    that fold's epochs
-  metrics.jsonl            one line per epoch and fold
-  oof_predictions.parquet  path, fold, label, source, patient, prob_<class>...
-  summary.json             per-fold, pooled and per-source metrics
-  environment.json         versions, seed, git commit, device
-```
-
-While training, the folder is ``<name>.partial``; it is renamed to ``<name>`` only when
-complete, so a crashed run never looks finished and ``--resume`` knows where to continue.
+The folder layout is :mod:`stetho.runs.folder`. Scoring recordings with a loaded run is
+:mod:`stetho.scoring` (this layer sits below it and never imports it).
 """
 
 from __future__ import annotations
@@ -24,28 +9,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from stetho.config import Config, load_config
-from stetho.scoring.chunking import predict_recordings
-from stetho.io import atomic_path
+from stetho.io import ArtifactError, atomic_path
 from stetho.models import HeartSoundClassifier, create_model
-
-CONFIG = "config.yaml"
-LABELS = "labels.json"
-MODEL = "model.safetensors"
-
-
-def fold_dir(run_dir: Path, fold: int) -> Path:
-    return Path(run_dir) / f"fold-{fold}"
-
-
-def partial_dir(run_dir: Path) -> Path:
-    run_dir = Path(run_dir)
-    return run_dir.with_name(run_dir.name + ".partial")
+from stetho.runs.folder import CONFIG, MODEL, RunFolder
 
 
 def save_model(
@@ -58,7 +31,7 @@ def save_model(
 
 @dataclass
 class Run:
-    """A finished experiment, ready to score recordings."""
+    """A finished experiment, ready to score recordings (see :mod:`stetho.scoring`)."""
 
     path: Path
     config: Config
@@ -66,74 +39,97 @@ class Run:
     folds: list[int]
     models: list[HeartSoundClassifier]
     n_extra_features: int = 0
+    #: The stored ``decision.json`` (:meth:`stetho.decision.DecisionRule.to_dict`), if any.
+    decision: dict[str, Any] | None = None
 
     @property
     def sample_rate(self) -> int:
         return int(self.config.audio.sample_rate)
 
-    def predict_waves(
-        self,
-        waves: list[np.ndarray],
-        *,
-        extras: list[np.ndarray] | None = None,
-        batch_size: int = 64,
-    ) -> np.ndarray:
-        """``(n, n_classes)`` mean fold-ensemble probabilities; waves at :attr:`sample_rate`."""
-        return predict_recordings(
-            self.models,
-            waves,
-            sample_rate=self.sample_rate,
-            prediction=self.config.prediction,
-            loss_function=self.config.training.loss_function,
-            extras=extras,
-            batch_size=batch_size,
-        )
+    @property
+    def loss_function(self) -> str:
+        return str(self.config.training.loss_function)
+
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.path)
 
 
 def load_run(run_dir: str | Path, *, folds: list[int] | None = None) -> Run:
-    """Load a finished run's config and fold models (safetensors: no code is executed)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG).is_file():
-        hint = (
-            " (training still running or crashed: see --resume)"
-            if partial_dir(run_dir).exists()
-            else ""
-        )
-        raise FileNotFoundError(f"{run_dir}: not a finished stetho run, no {CONFIG}{hint}")
-    config = load_config(run_dir / CONFIG)
-    labels = json.loads((run_dir / LABELS).read_text())
-    classes = list(labels["classes"])
+    """Load a finished run's config and fold models (safetensors: no code is executed).
+
+    Raises ``FileNotFoundError`` for a folder that is not a finished run, ``ValueError`` for
+    folds that were not trained, :class:`~stetho.io.ArtifactError` for unusable files.
+    """
+    rf = RunFolder(run_dir)
+    if not rf.config.is_file():
+        hint = " (training still running or crashed: see --resume)" if rf.partial.exists() else ""
+        raise FileNotFoundError(f"{rf.path}: not a finished stetho run, no {CONFIG}{hint}")
+    config = load_config(rf.config)
+    labels = _read_json(rf.labels, remedy="restore the run folder or retrain")
+    if not isinstance(labels, dict) or not isinstance(labels.get("classes"), list):
+        raise ArtifactError(rf.labels, "no class list", "restore the run folder or retrain")
+    classes = [str(c) for c in labels["classes"]]
     n_extra = int(labels.get("n_extra_features", 0))
-    available = sorted(int(p.parent.name.split("-", 1)[1]) for p in run_dir.glob(f"fold-*/{MODEL}"))
+    decision = None
+    if rf.decision.is_file():
+        decision = _read_json(rf.decision, remedy="fix or delete it (the default rule is used)")
+    available = rf.trained_folds()
     if not available:
-        raise FileNotFoundError(f"{run_dir}: no fold-*/{MODEL} found")
+        raise FileNotFoundError(f"{rf.path}: no fold-*/{MODEL} found")
     chosen = available if folds is None else folds
     missing = sorted(set(chosen) - set(available))
     if missing:
-        raise ValueError(f"{run_dir}: fold(s) {missing} not trained; available folds: {available}")
+        raise ValueError(f"{rf.path}: fold(s) {missing} not trained; available folds: {available}")
     models = [
-        load_model(
-            config, fold_dir(run_dir, k) / MODEL, n_classes=len(classes), n_extra_features=n_extra
-        )
+        load_model(config, rf.model(k), n_classes=len(classes), n_extra_features=n_extra)
         for k in chosen
     ]
     return Run(
-        path=run_dir,
+        path=rf.path,
         config=config,
         classes=classes,
         folds=chosen,
         models=models,
         n_extra_features=n_extra,
+        decision=decision,
     )
 
 
 def load_model(
     config: Config, path: Path, *, n_classes: int, n_extra_features: int = 0
 ) -> HeartSoundClassifier:
-    """One fold's classifier from its safetensors file, in eval mode."""
+    """One fold's classifier from its safetensors file, in eval mode.
+
+    A file that is not safetensors (empty, truncated, a pickle, random bytes) or holds other
+    weights than the config's model raises :class:`~stetho.io.ArtifactError`.
+    """
+    remedy = "restore this file from a backup or retrain the run (stetho train)"
     model = create_model(_offline(config), n_classes, n_extra_features=n_extra_features)
-    model.load_state_dict(load_file(str(path)))
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        size = path.stat().st_size if path.is_file() else 0
+        what = "empty file (0 bytes)" if size == 0 else f"not a safetensors file ({exc})"
+        raise ArtifactError(path, f"unreadable model weights: {what}", remedy) from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise ArtifactError(
+            path,
+            f"the weights do not fit this run's model ({config.architecture.backbone}): {detail}",
+            remedy,
+        ) from None
     return model.eval()
+
+
+def _read_json(path: Path, *, remedy: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(path, f"not valid JSON ({exc})", remedy) from None
 
 
 def _offline(config: Config) -> Config:

@@ -1,22 +1,16 @@
-"""Scoring for the service: a model loaded once, behind one small protocol.
+"""The two scoring backends behind one protocol: waves in, raw fold-mean probabilities out.
 
-Two implementations of :class:`Scorer`:
-
-* :class:`RunScorer` serves a finished run folder (torch; weights from safetensors, the fold
-  ensemble averaged as in :meth:`stetho.runs.Run.predict_waves`);
-* :class:`PipelineScorer` serves an exported scoring pipeline folder (onnxruntime alone:
+* :class:`RunScorer` scores with a finished run folder (torch; weights from safetensors, the
+  fold ensemble averaged by :func:`stetho.scoring.chunking.predict_recordings`);
+* :class:`PipelineScorer` scores with an exported scoring pipeline folder (onnxruntime alone:
   ``model.onnx`` with input ``wave`` ``(batch, samples)`` float32, ``labels.json``,
   ``preprocess.json``).
 
-Neither loads anything with pickle. Every function here is synchronous and CPU-bound; the app
-runs them in its bounded worker pool, never on the event loop.
-
-The *abnormal probability* that drives alerts is ``1 - p(normal)`` when the model has a
-``normal`` class (the PhysioNet/CinC 2016 normal-vs-abnormal view: every other class is some
-abnormality or an unusable recording); for another two-class model it is the probability of
-the second class, as in ``stetho predict`` (:func:`stetho.scoring.batch.abnormal_rule`); otherwise
-the largest class probability. A window or recording counts as abnormal when it is at or above
-the threshold (the run's ``prediction.probability_threshold`` unless the service sets one).
+Both cut recordings with the one chunking loop (:func:`stetho.scoring.chunking.chunk_mean`),
+carry the model's :class:`~stetho.decision.DecisionRule` (``rule``) and
+:class:`~stetho.scoring.core.Acceptance` (``acceptance``), and load nothing with pickle. A file
+that cannot be used raises :class:`~stetho.io.ArtifactError` naming it. Every function here is
+synchronous and CPU-bound; the service runs them in its worker pool.
 """
 
 from __future__ import annotations
@@ -25,18 +19,27 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from stetho.config import PredictionConfig
+from stetho.decision import DecisionRule
+from stetho.features.rhythm import rhythm_extras
+from stetho.io import ArtifactError
 from stetho.pcg import analyze
-from stetho.scoring.batch import abnormal_rule
-from stetho.scoring.chunking import recording_chunks
+from stetho.runs import PipelineFolder, Run, RunFolder, load_run
+from stetho.scoring.chunking import chunk_mean, predict_recordings
+from stetho.scoring.core import Acceptance, Scored, decide, run_acceptance, run_rule
 
 logger = logging.getLogger(__name__)
+
+#: Chunks per onnxruntime call, whatever the batch size (as ``score.py``): on one CPU core
+#: small batches run fastest and keep onnxruntime's memory arena small.
+CHUNKS_PER_CALL = 4
+#: How to recover from an unusable pipeline file.
+REEXPORT = "re-export the pipeline: stetho export RUN_DIR --out DIR --force"
 
 
 @runtime_checkable
@@ -52,81 +55,174 @@ class Scorer(Protocol):
     sample_rate: int
     #: The model's scoring chunk in seconds: the default streaming window.
     chunk_seconds: float
-    #: The run's abnormal-probability threshold (``prediction.probability_threshold``).
-    threshold: float
+    #: How the model's probabilities become decisions.
+    rule: DecisionRule
+    #: Which recordings the model accepts.
+    acceptance: Acceptance
 
-    def predict(self, waves: Sequence[np.ndarray]) -> np.ndarray:
-        """``(n, n_classes)`` class probabilities for ``n`` recordings."""
+    def predict(self, waves: Sequence[np.ndarray], *, batch_size: int = 64) -> np.ndarray:
+        """``(n, n_classes)`` raw fold-mean probabilities for ``n`` recordings."""
         ...
 
 
+def predict_waves(
+    run: Run,
+    waves: Sequence[np.ndarray],
+    *,
+    extras: Sequence[np.ndarray] | None = None,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """``(n, n_classes)`` mean fold-ensemble probabilities of a run; waves at its rate."""
+    return predict_recordings(
+        run.models,
+        waves,
+        sample_rate=run.sample_rate,
+        prediction=run.config.prediction,
+        loss_function=run.loss_function,
+        extras=extras,
+        batch_size=batch_size,
+    )
+
+
+def run_extras(run: Run, waves: Sequence[np.ndarray]) -> list[np.ndarray] | None:
+    """Per-recording rhythm features ``(n_extra,)`` for runs trained with
+    ``training.rhythm_features``; ``None`` for the others."""
+    if not run.n_extra_features:
+        return None
+    if not run.config.training.rhythm_features:
+        raise ValueError(
+            f"{run.path}: the models take {run.n_extra_features} extra features but the config "
+            "has training.rhythm_features off"
+        )
+    return list(rhythm_extras(list(waves), run.sample_rate))
+
+
 class RunScorer:
-    """Serve a finished run folder with torch (see :func:`stetho.runs.load_run`)."""
+    """Score with a finished run (see :func:`stetho.runs.load_run`), rhythm features included."""
 
     kind = "run"
 
-    def __init__(self, run_dir: str | Path, *, threads: int = 1) -> None:
-        import torch
+    def __init__(
+        self, run: Run | str | Path, *, threads: int | None = None, folds: list[int] | None = None
+    ) -> None:
+        if threads is not None:
+            import torch
 
-        from stetho.runs import load_run
+            torch.set_num_threads(threads)
+        self.run = run if isinstance(run, Run) else load_run(run, folds=folds)
+        self.name = self.run.path.resolve().name
+        self.classes = list(self.run.classes)
+        self.sample_rate = self.run.sample_rate
+        self.chunk_seconds = chunk_seconds(self.run.config.prediction)
+        self.rule = run_rule(self.run)
+        self.acceptance = run_acceptance(self.run)
 
-        torch.set_num_threads(threads)
-        self._run = load_run(run_dir)
-        if self._run.n_extra_features:
-            raise ValueError(
-                f"{run_dir}: the model takes {self._run.n_extra_features} rhythm features per "
-                "recording (training.rhythm_features=true); serving such runs is not supported, "
-                "export the run or train without rhythm features"
-            )
-        self.name = Path(run_dir).resolve().name
-        self.classes = list(self._run.classes)
-        self.sample_rate = self._run.sample_rate
-        self.chunk_seconds = _chunk_seconds(self._run.config.prediction)
-        self.threshold = float(self._run.config.prediction.probability_threshold)
+    @property
+    def threshold(self) -> float:
+        return self.rule.threshold
 
-    def predict(self, waves: Sequence[np.ndarray]) -> np.ndarray:
-        return self._run.predict_waves(list(waves))
+    def predict(self, waves: Sequence[np.ndarray], *, batch_size: int = 64) -> np.ndarray:
+        return predict_waves(
+            self.run, waves, extras=run_extras(self.run, waves), batch_size=batch_size
+        )
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise ArtifactError(path, "missing from the pipeline folder", REEXPORT)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(path, f"not valid JSON ({exc})", REEXPORT) from None
+
+
+def pipeline_rule(preprocess: dict[str, Any], classes: Sequence[str], loss: str) -> DecisionRule:
+    """The rule stored in ``preprocess.json`` (older exports: the default rule)."""
+    stored = preprocess.get("decision")
+    if stored is None:
+        return DecisionRule.default(
+            classes,
+            loss_function=loss,
+            threshold=float(preprocess.get("probability_threshold", 0.5)),
+        )
+    return DecisionRule.from_dict(stored)
+
+
+def pipeline_acceptance(preprocess: dict[str, Any]) -> Acceptance:
+    """The acceptance rule stored in ``preprocess.json``."""
+    return Acceptance.from_dict(preprocess.get("acceptance", preprocess))
+
+
+def open_onnx(path: Path, *, threads: int = 1) -> Any:
+    """An onnxruntime session on ``path``; :class:`ArtifactError` when it is not a usable model
+    (missing, empty, truncated, not ONNX)."""
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise ArtifactError(path, "missing from the pipeline folder", REEXPORT)
+    if path.stat().st_size == 0:
+        raise ArtifactError(path, "empty file (0 bytes), not an ONNX model", REEXPORT)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ArtifactError(
+            path, f"not a usable ONNX model ({type(exc).__name__}: {message})", REEXPORT
+        ) from None
 
 
 class PipelineScorer:
-    """Serve an exported scoring pipeline with onnxruntime (no torch needed)."""
+    """Score with an exported scoring pipeline and onnxruntime (no torch needed)."""
 
     kind = "pipeline"
 
     def __init__(self, pipe_dir: str | Path, *, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        pipe_dir = Path(pipe_dir)
-        labels = json.loads((pipe_dir / "labels.json").read_text())
-        preprocess = json.loads((pipe_dir / "preprocess.json").read_text())
-        self.name = pipe_dir.resolve().name
-        self.classes = list(labels["classes"] if isinstance(labels, dict) else labels)
+        folder = PipelineFolder(pipe_dir)
+        labels = _read_json(folder.labels)
+        preprocess = _read_json(folder.preprocess)
+        if not isinstance(preprocess, dict) or "sample_rate" not in preprocess:
+            raise ArtifactError(folder.preprocess, "no sample_rate", REEXPORT)
+        self.name = folder.path.resolve().name
+        self.classes = [str(c) for c in (labels["classes"] if isinstance(labels, dict) else labels)]
+        loss = str(labels.get("loss_function", "CrossEntropy")) if isinstance(labels, dict) else ""
         self.sample_rate = int(preprocess["sample_rate"])
         self._prediction = PredictionConfig.model_validate(
             {k: v for k, v in preprocess.items() if k in PredictionConfig.model_fields}
         )
-        self.chunk_seconds = _chunk_seconds(self._prediction)
-        self.threshold = float(self._prediction.probability_threshold)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(
-            str(pipe_dir / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self.chunk_seconds = chunk_seconds(self._prediction)
+        try:
+            self.rule = pipeline_rule(preprocess, self.classes, loss)
+        except ValueError as exc:
+            raise ArtifactError(folder.preprocess, str(exc), REEXPORT) from None
+        self.acceptance = pipeline_acceptance(preprocess)
+        self._session = open_onnx(folder.path / str(preprocess.get("model", "model.onnx")),
+                                  threads=threads)
         self._input = str(preprocess.get("input", "wave"))
         self._output = str(preprocess.get("output", "probs"))
 
-    def predict(self, waves: Sequence[np.ndarray]) -> np.ndarray:
-        out = np.zeros((len(waves), len(self.classes)))
-        for i, wave in enumerate(waves):
-            chunks = recording_chunks(
-                np.asarray(wave, np.float32),
-                sample_rate=self.sample_rate,
-                prediction=self._prediction,
-            )
-            (probs,) = self._session.run([self._output], {self._input: chunks})
-            out[i] = np.asarray(probs, dtype=np.float64).mean(axis=0)
-        return out
+    @property
+    def threshold(self) -> float:
+        return self.rule.threshold
+
+    def _forward(self, x: np.ndarray, owners: np.ndarray) -> np.ndarray:
+        (probs,) = self._session.run([self._output], {self._input: x.astype(np.float32)})
+        return np.asarray(probs, dtype=np.float64)
+
+    def predict(self, waves: Sequence[np.ndarray], *, batch_size: int = 64) -> np.ndarray:
+        if not waves:
+            return np.zeros((0, len(self.classes)))
+        return chunk_mean(
+            [np.asarray(w, np.float32) for w in waves],
+            sample_rate=self.sample_rate,
+            prediction=self._prediction,
+            forward=self._forward,
+            batch_size=min(batch_size, CHUNKS_PER_CALL),
+        )
 
 
 def load_scorer(path: str | Path, *, threads: int = 1) -> Scorer:
@@ -137,34 +233,20 @@ def load_scorer(path: str | Path, *, threads: int = 1) -> Scorer:
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such folder (expected a run or a scoring pipeline)")
-    if (path / "config.yaml").is_file():
+    if RunFolder(path).config.is_file():
         return RunScorer(path, threads=threads)
-    if (path / "model.onnx").is_file():
+    if PipelineFolder(path).model.is_file():
         return PipelineScorer(path, threads=threads)
     raise FileNotFoundError(
         f"{path}: neither a finished run (config.yaml) nor a scoring pipeline (model.onnx)"
     )
 
 
-def _chunk_seconds(prediction: PredictionConfig) -> float:
+def chunk_seconds(prediction: PredictionConfig) -> float:
+    """The model's scoring chunk in seconds (``Dynamic``: its longest chunk, at most 10 s)."""
     if prediction.inference_chunk_method == "Fix":
         return float(prediction.inference_chunk_seconds)
     return min(float(prediction.max_inference_chunk_seconds), 10.0)
-
-
-def abnormal_probability(probs: np.ndarray, classes: Sequence[str]) -> float:
-    """The probability that a recording is abnormal, by :func:`stetho.scoring.batch.abnormal_rule`.
-
-    ``1 - p(normal)`` when ``classes`` has ``normal``; ``p(classes[1])`` for another two-class
-    model; otherwise the largest class probability.
-    """
-    probs = np.asarray(probs, dtype=np.float64)
-    rule = abnormal_rule(classes)
-    if rule is None:
-        return float(probs.max())
-    kind, name = rule
-    p = float(probs[list(classes).index(name)])
-    return float(np.clip(1.0 - p if kind == "not" else p, 0.0, 1.0))
 
 
 def waveform_envelope(x: np.ndarray, sample_rate: int, *, points: int = 1200) -> dict[str, Any]:
@@ -212,39 +294,31 @@ def spectrogram_image(
     }
 
 
-@dataclass
-class Scored:
-    """One scored recording or streaming window."""
-
-    probs: np.ndarray
-    classes: list[str]
-    analysis: dict[str, Any]
-    detail: dict[str, Any] | None = field(default=None)
-
-    @property
-    def label(self) -> str:
-        return self.classes[int(np.argmax(self.probs))]
-
-    @property
-    def abnormal_prob(self) -> float:
-        return abnormal_probability(self.probs, self.classes)
-
-    def prob_dict(self) -> dict[str, float]:
-        return {c: round(float(p), 6) for c, p in zip(self.classes, self.probs, strict=True)}
-
-
-def score_wave(scorer: Scorer, wave: np.ndarray, *, detail: bool = False) -> Scored:
+def score_wave(
+    scorer: Scorer, wave: np.ndarray, *, name: str = "", rule: DecisionRule | None = None,
+    detail: bool = False,
+) -> Scored:
     """Classify and analyse one mono float32 recording at ``scorer.sample_rate`` (blocking).
 
-    The analysis is :meth:`stetho.pcg.PCGAnalysis.to_dict` (heart rate, S1/S2 onsets, quality,
-    usable, rhythm); it never fails on a finite signal, which decoding guarantees.
+    The decision is ``rule``'s (default: the scorer's). The analysis is
+    :meth:`stetho.pcg.PCGAnalysis.to_dict` (heart rate, S1/S2 onsets, quality, usable,
+    rhythm); it never fails on a finite signal, which decoding guarantees.
     """
-    probs = scorer.predict([wave])[0]
-    analysis = analyze(wave, scorer.sample_rate).to_dict()
+    raw = scorer.predict([wave])
+    (scored,) = decide(
+        rule or scorer.rule, raw, paths=[name], durations=[len(wave) / scorer.sample_rate]
+    )
     extra = None
     if detail:
         extra = {
             "waveform": waveform_envelope(wave, scorer.sample_rate),
             "spectrogram": spectrogram_image(wave, scorer.sample_rate),
         }
-    return Scored(probs=probs, classes=scorer.classes, analysis=analysis, detail=extra)
+    return Scored(
+        path=scored.path,
+        probs=scored.probs,
+        decision=scored.decision,
+        duration_s=scored.duration_s,
+        analysis=analyze(wave, scorer.sample_rate).to_dict(),
+        detail=extra,
+    )

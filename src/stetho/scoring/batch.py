@@ -1,10 +1,11 @@
 """Score recordings with a trained run: files, folders and tables in, one row per recording out.
 
 The flow is the one the run was validated with: decode (:func:`stetho.data.audio.read_audio`:
-mono mean, float32, soxr ``HQ`` to the model's rate, the run's duration limits), cut with the
-run's chunking rule (:func:`stetho.scoring.chunking.recording_chunks`, ``Fix`` or
-``Dynamic``), score each chunk with every fold model, average the probabilities over chunks
-and then over folds.
+mono mean, float32, soxr ``HQ`` to the model's rate, the model's acceptance rule), cut with
+the run's chunking rule (:func:`stetho.scoring.chunking.chunk_mean`, ``Fix`` or ``Dynamic``),
+score each chunk with every fold model, average the probabilities over folds and chunks,
+then decide with the run's :class:`~stetho.decision.DecisionRule`. Any
+:class:`~stetho.scoring.backends.Scorer` works: a loaded run or an exported pipeline.
 
 Output columns, in order (:func:`output_columns`):
 
@@ -12,14 +13,17 @@ Output columns, in order (:func:`output_columns`):
     The recording as given on the command line, as found under a given folder
     (``<folder as given>/<relative path>``), or as written in a table's path column.
 ``prob_<class>``
-    Mean probability of each class (float).
+    The rule's probability of each class (float): the fold mean of the chunk mean,
+    renormalised to sum to 1 under BCE and calibrated when the rule says so.
 ``label``
-    The most probable class; empty when the file failed.
-``abnormal``
-    Only when the run allows a normal/abnormal decision (:func:`abnormal_rule`):
-    ``1 - prob_normal >= threshold`` when the classes include ``normal``; for other binary
-    runs ``prob_<positive class> >= threshold``, the positive class being the second of the
-    two (classes are sorted). 0 or 1; empty when the file failed.
+    The decision's label (:class:`stetho.decision.DecisionRule`): the normal class when not
+    flagged abnormal, the most probable other class when flagged (the most probable class
+    for runs without a normal class); empty when the file failed.
+``abnormal``, ``abnormal_prob``, ``outcome``
+    Only when the rule has a normal class (``normal``, or the first of two classes):
+    ``abnormal_prob`` = ``1 - prob_<normal>``, ``abnormal`` = 1 when it is at or above the
+    threshold (0 or 1), ``outcome`` = ``normal``, ``abnormal`` or ``re-record`` (abnormal
+    probability inside the rule's abstain band). Empty when the file failed.
 ``duration_s``
     Length of the decoded recording in seconds; empty when the file failed.
 ``error``
@@ -45,8 +49,10 @@ from tqdm.auto import tqdm
 
 from stetho.data.audio import AudioError, AudioSource, DecodeError, iter_audio_files, read_audio
 from stetho.data.readers import TABLE_SUFFIXES
-from stetho.features.rhythm import rhythm_extras
+from stetho.decision import DecisionRule
 from stetho.runs import Run
+from stetho.scoring.backends import RunScorer, Scorer
+from stetho.scoring.core import Acceptance, Scored, decide
 
 logger = logging.getLogger(__name__)
 
@@ -69,16 +75,6 @@ class InputItem:
 
     path: str
     abs_path: str
-
-
-@dataclass(frozen=True)
-class Scored:
-    """The outcome for one recording: ``probs`` ``(n_classes,)`` or an ``error`` reason."""
-
-    path: str
-    probs: np.ndarray | None
-    duration_s: float | None
-    error: str = ""
 
 
 def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputItem]:
@@ -135,71 +131,58 @@ def read_path_table(path: str | os.PathLike[str]) -> list[str]:
     )
 
 
-def abnormal_rule(classes: Sequence[str]) -> tuple[str, str] | None:
-    """How the ``abnormal`` column is derived from the class probabilities, if at all.
-
-    Returns ``("not", "normal")`` (abnormal probability = ``1 - prob_normal``) when the
-    classes include ``normal``; ``("is", classes[1])`` for any other two-class run; ``None``
-    otherwise (no ``abnormal`` column).
-    """
-    if "normal" in classes:
-        return ("not", "normal")
-    if len(classes) == 2:
-        return ("is", classes[1])
-    return None
-
-
-def output_columns(classes: Sequence[str]) -> list[str]:
+def output_columns(rule: DecisionRule) -> list[str]:
     """The output table's columns, in order (see the module docstring)."""
-    extra = ["abnormal"] if abnormal_rule(classes) else []
+    extra = ["abnormal", "abnormal_prob", "outcome"] if rule.normal_class is not None else []
+    classes = rule.classes
     return ["path", *(f"prob_{c}" for c in classes), "label", *extra, "duration_s", "error"]
 
 
-def results_frame(
-    results: Sequence[Scored], classes: Sequence[str], *, threshold: float
-) -> pd.DataFrame:
-    """The output table (:func:`output_columns`) of scored recordings, in their order.
-
-    ``threshold`` is applied to the abnormal probability (see :func:`abnormal_rule`).
-    """
+def results_frame(results: Sequence[Scored], rule: DecisionRule) -> pd.DataFrame:
+    """The output table (:func:`output_columns`) of scored recordings, in their order."""
+    classes = rule.classes
     n, k = len(results), len(classes)
     probs = np.full((n, k), np.nan)
-    ok = np.zeros(n, dtype=bool)
     for i, r in enumerate(results):
         if r.probs is not None:
             probs[i] = r.probs
-            ok[i] = True
     df = pd.DataFrame({"path": pd.Series([r.path for r in results], dtype=object)})
     for j, c in enumerate(classes):
         df[f"prob_{c}"] = probs[:, j]
-    top = np.argmax(np.nan_to_num(probs, nan=-1.0), axis=1) if k else np.zeros(n, dtype=int)
-    df["label"] = pd.Series(
-        [classes[t] if good else None for t, good in zip(top, ok, strict=True)], dtype=object
-    )
-    rule = abnormal_rule(classes)
-    if rule is not None:
-        kind, name = rule
-        p = probs[:, list(classes).index(name)]
-        p_abnormal = 1.0 - p if kind == "not" else p
-        df["abnormal"] = pd.array(
-            [int(q >= threshold) if good else None for q, good in zip(p_abnormal, ok, strict=True)],
-            dtype="Int64",
+    df["label"] = pd.Series([r.label for r in results], dtype=object)
+    if rule.normal_class is not None:
+        flags = [None if r.decision is None else r.decision.abnormal for r in results]
+        df["abnormal"] = pd.array([None if f is None else int(f) for f in flags], dtype="Int64")
+        df["abnormal_prob"] = [np.nan if r.abnormal_prob is None else r.abnormal_prob for r in results]
+        df["outcome"] = pd.Series(
+            [None if r.decision is None else r.decision.outcome for r in results], dtype=object
         )
     df["duration_s"] = [np.nan if r.duration_s is None else r.duration_s for r in results]
     df["error"] = pd.Series([r.error for r in results], dtype=object)
-    return df[output_columns(classes)]
+    return df[output_columns(rule)]
 
 
-def read_for_run(run: Run, source: AudioSource, *, name: str | None = None) -> np.ndarray:
-    """Decode ``source`` as the run expects: mono float32 at ``run.sample_rate`` Hz, within the
-    run's ``dataset.min/max_duration_seconds``. Raises :class:`~stetho.data.audio.AudioError`."""
-    ds = run.config.dataset
+def as_scorer(model: Run | Scorer) -> Scorer:
+    """A loaded run as a :class:`~stetho.scoring.backends.RunScorer`; a scorer as is."""
+    return RunScorer(model) if isinstance(model, Run) else model
+
+
+def read_for(
+    scorer: Scorer,
+    source: AudioSource,
+    *,
+    name: str | None = None,
+    acceptance: Acceptance | None = None,
+) -> np.ndarray:
+    """Decode ``source`` as the model expects: mono float32 at its rate, within its acceptance
+    rule (or the given, stricter one). Raises :class:`~stetho.data.audio.AudioError`."""
+    accept = acceptance or scorer.acceptance
     try:
         audio = read_audio(
             source,
-            sample_rate=run.sample_rate,
-            min_duration_s=ds.min_duration_seconds,
-            max_duration_s=ds.max_duration_seconds,
+            sample_rate=scorer.sample_rate,
+            min_duration_s=accept.min_duration_s,
+            max_duration_s=accept.max_duration_s,
             name=name,
         )
     except OSError as exc:  # e.g. permission denied, I/O error on a network share
@@ -208,42 +191,42 @@ def read_for_run(run: Run, source: AudioSource, *, name: str | None = None) -> n
     return audio.samples
 
 
-def _extras(run: Run, waves: list[np.ndarray]) -> list[np.ndarray] | None:
-    """Per-recording rhythm features ``(n_extra,)`` for runs trained with
-    ``training.rhythm_features``; ``None`` for the others."""
-    if not run.n_extra_features:
-        return None
-    if not run.config.training.rhythm_features:
-        raise ValueError(
-            f"{run.path}: the models take {run.n_extra_features} extra features but the config "
-            "has training.rhythm_features off"
-        )
-    return rhythm_extras(waves, run.sample_rate)
-
-
-def score_group(run: Run, items: Sequence[InputItem], *, batch_size: int) -> list[Scored]:
-    """Decode and score a group of recordings together (bad ones get their reason).
+def score_group(
+    model: Run | Scorer,
+    items: Sequence[InputItem],
+    *,
+    batch_size: int,
+    rule: DecisionRule | None = None,
+) -> list[Scored]:
+    """Decode, score and decide a group of recordings together (bad ones get their reason).
 
     The unit of work of :func:`predict_files` and of the Dask workers
     (:mod:`stetho.scoring.dask`): same groups, same batches, same numbers.
     """
+    scorer = as_scorer(model)
+    rule = rule or scorer.rule
     results: list[Scored | None] = [None] * len(items)
     good: list[int] = []
     waves: list[np.ndarray] = []
     for i, item in enumerate(items):
         try:
-            wave = read_for_run(run, item.abs_path, name=item.path)
+            wave = read_for(scorer, item.abs_path, name=item.path)
         except AudioError as exc:
             logger.debug("not scored: %s", exc)
-            results[i] = Scored(item.path, None, None, exc.reason)
+            results[i] = Scored(item.path, None, None, None, exc.reason)
             continue
         good.append(i)
         waves.append(wave)
     if waves:
-        probs = run.predict_waves(waves, extras=_extras(run, waves), batch_size=batch_size)
-        for row, i in enumerate(good):
-            duration = len(waves[row]) / run.sample_rate
-            results[i] = Scored(items[i].path, probs[row], duration)
+        raw = scorer.predict(waves, batch_size=batch_size)
+        scored = decide(
+            rule,
+            raw,
+            paths=[items[i].path for i in good],
+            durations=[len(w) / scorer.sample_rate for w in waves],
+        )
+        for i, r in zip(good, scored, strict=True):
+            results[i] = r
     return [r for r in results if r is not None]
 
 
@@ -255,73 +238,81 @@ def groups(items: Sequence[InputItem], size: int) -> Iterator[Sequence[InputItem
         yield items[start : start + size]
 
 
+def rule_with_threshold(scorer: Scorer, threshold: float | None) -> DecisionRule:
+    """The scorer's rule, with ``threshold`` (a probability) instead of its own when given."""
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold={threshold}: expected a probability in [0, 1]")
+    return scorer.rule.with_threshold(threshold)
+
+
 def predict_files(
-    run: Run,
+    model: Run | Scorer,
     items: Sequence[InputItem],
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
     threshold: float | None = None,
 ) -> pd.DataFrame:
-    """Score recordings with the run's fold ensemble; one row per item, in order.
+    """Score recordings with a run's fold ensemble (or a pipeline); one row per item, in order.
 
     Args:
-        run: a loaded run (:func:`stetho.runs.load_run`), all folds or the chosen ones.
+        model: a loaded run (:func:`stetho.runs.load_run`, all folds or the chosen ones) or a
+            :class:`~stetho.scoring.backends.Scorer`.
         items: from :func:`collect_inputs`.
         batch_size: recordings decoded and scored together, and the most chunks per
             forward pass; bounds memory on large archives.
         progress: a progress bar on stderr.
-        threshold: for the ``abnormal`` column; defaults to the run's
-            ``prediction.probability_threshold``.
+        threshold: for the ``abnormal`` column; defaults to the rule's (the run's
+            ``decision.json``, else ``prediction.probability_threshold``).
 
     Returns:
         The table described in the module docstring (:func:`output_columns`).
     """
-    threshold = _threshold(run, threshold)
+    scorer = as_scorer(model)
+    rule = rule_with_threshold(scorer, threshold)
     results: list[Scored] = []
     with tqdm(total=len(items), desc="scoring", unit="file", disable=not progress) as bar:
         for group in groups(items, batch_size):
-            results += score_group(run, group, batch_size=batch_size)
+            results += score_group(scorer, group, batch_size=batch_size, rule=rule)
             bar.update(len(group))
     n_bad = sum(1 for r in results if r.error)
     if n_bad:
         logger.warning(
             "%d of %d recording(s) could not be scored: see the error column", n_bad, len(results)
         )
-    return results_frame(results, run.classes, threshold=threshold)
-
-
-def _threshold(run: Run, threshold: float | None) -> float:
-    value = run.config.prediction.probability_threshold if threshold is None else threshold
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"threshold={value}: expected a probability in [0, 1]")
-    return float(value)
+    return results_frame(results, rule)
 
 
 def score_file(
-    run: Run, source: AudioSource, *, name: str | None = None, threshold: float | None = None
+    model: Run | Scorer,
+    source: AudioSource,
+    *,
+    name: str | None = None,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
-    """Score one recording (a path, its bytes or a binary file object): the HTTP service's call.
+    """Score one recording (a path, its bytes or a binary file object).
 
     Returns ``{"path", "probs": {class: p}, "label", "duration_s"}`` plus ``"abnormal"``
-    (bool) when the run allows the decision (:func:`abnormal_rule`). Raises
+    (bool), ``"abnormal_prob"`` and ``"outcome"`` when the rule has a normal class. Raises
     :class:`~stetho.data.audio.AudioError` for a recording that cannot be used.
     """
+    scorer = as_scorer(model)
+    rule = rule_with_threshold(scorer, threshold)
     if name is None:
         name = os.fspath(source) if isinstance(source, str | os.PathLike) else "<upload>"
-    wave = read_for_run(run, source, name=name)
-    probs = run.predict_waves([wave], extras=_extras(run, [wave]))[0]
-    row = results_frame(
-        [Scored(name, probs, len(wave) / run.sample_rate)],
-        run.classes,
-        threshold=_threshold(run, threshold),
-    ).iloc[0]
+    wave = read_for(scorer, source, name=name)
+    (r,) = decide(
+        rule, scorer.predict([wave]), paths=[name], durations=[len(wave) / scorer.sample_rate]
+    )
+    assert r.probs is not None and r.decision is not None
     out: dict[str, Any] = {
-        "path": row["path"],
-        "probs": {c: float(p) for c, p in zip(run.classes, probs, strict=True)},
-        "label": row["label"],
-        "duration_s": float(row["duration_s"]),
+        "path": r.path,
+        "probs": {c: float(p) for c, p in zip(rule.classes, r.probs, strict=True)},
+        "label": r.label,
+        "duration_s": r.duration_s,
     }
-    if "abnormal" in row:
-        out["abnormal"] = bool(row["abnormal"])
+    if rule.normal_class is not None:
+        out["abnormal"] = bool(r.decision.abnormal)
+        out["abnormal_prob"] = r.decision.abnormal_probability
+        out["outcome"] = r.decision.outcome
     return out

@@ -12,7 +12,7 @@ can import the same rule from its own copy and produce identical chunks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -41,6 +41,51 @@ def logits_to_probs(logits: torch.Tensor, loss_function: str) -> torch.Tensor:
     return torch.sigmoid(logits) if loss_function == "BCE" else torch.softmax(logits, dim=-1)
 
 
+#: A function scoring a batch of chunks: ``(chunks (b, samples) float32, owners (b,))`` ->
+#: ``(b, n_classes)`` probabilities (the owners index the recordings, for per-recording
+#: extra features).
+ChunkForward = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def chunk_mean(
+    waves: Sequence[np.ndarray],
+    *,
+    sample_rate: int,
+    prediction: PredictionConfig,
+    forward: ChunkForward,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """The one chunk-and-score loop of every backend: ``(len(waves), n_classes)`` float64.
+
+    Each recording is cut by :func:`recording_chunks`; chunks of equal length (``Dynamic``
+    chunks differ) are scored together, at most ``batch_size`` per ``forward`` call, in
+    recording order; the probabilities of a recording's chunks are averaged.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: expected a positive number of chunks")
+    if not waves:
+        return np.zeros((0, 0))
+    chunks = [recording_chunks(w, sample_rate=sample_rate, prediction=prediction) for w in waves]
+    owner = np.concatenate([np.full(len(c), i) for i, c in enumerate(chunks)])
+    flat = [c for cs in chunks for c in cs]
+    by_len: dict[int, list[int]] = {}
+    for j, c in enumerate(flat):
+        by_len.setdefault(c.shape[0], []).append(j)
+    chunk_probs: np.ndarray | None = None
+    for idx in by_len.values():
+        for start in range(0, len(idx), batch_size):
+            sel = idx[start : start + batch_size]
+            p = np.asarray(forward(np.stack([flat[j] for j in sel]), owner[sel]), np.float64)
+            if chunk_probs is None:
+                chunk_probs = np.zeros((len(flat), p.shape[1]))
+            chunk_probs[sel] = p
+    assert chunk_probs is not None
+    rec = np.zeros((len(waves), chunk_probs.shape[1]))
+    np.add.at(rec, owner, chunk_probs)
+    out: np.ndarray = rec / np.bincount(owner, minlength=len(waves))[:, None]
+    return out
+
+
 @torch.no_grad()
 def predict_recordings(
     models: Sequence[nn.Module],
@@ -54,7 +99,8 @@ def predict_recordings(
     device: torch.device | str = "cpu",
     autocast: bool = False,
 ) -> np.ndarray:
-    """Mean class probabilities over chunks and over ``models`` (a fold ensemble).
+    """Mean class probabilities over chunks and over ``models`` (a fold ensemble), by
+    :func:`chunk_mean`.
 
     Args:
         waves: mono float32 recordings at ``sample_rate``.
@@ -63,42 +109,30 @@ def predict_recordings(
     Returns:
         ``(len(waves), n_classes)`` float64 probabilities.
     """
-    if not waves:
-        return np.zeros((0, 0))
-    chunks = [recording_chunks(w, sample_rate=sample_rate, prediction=prediction) for w in waves]
-    owner = np.concatenate([np.full(len(c), i) for i, c in enumerate(chunks)])
-    # Chunks of equal length are batched together; Dynamic chunks differ, so group by length.
-    by_len: dict[int, list[int]] = {}
-    flat = [c for cs in chunks for c in cs]
-    for j, c in enumerate(flat):
-        by_len.setdefault(c.shape[0], []).append(j)
-    total: np.ndarray | None = None
     for model in models:
         model.eval()
-        chunk_probs: np.ndarray | None = None
-        for idx in by_len.values():
-            for start in range(0, len(idx), batch_size):
-                sel = idx[start : start + batch_size]
-                x = torch.from_numpy(np.stack([flat[j] for j in sel])).to(device)
-                extra = None
-                if extras is not None:
-                    extra = (
-                        torch.from_numpy(np.stack([extras[owner[j]] for j in sel]))
-                        .float()
-                        .to(device)
-                    )
-                # The log-mel front end stays in float32: its log needs the range.
-                spec = model.frontend(x)
-                with torch.autocast(device_type=torch.device(device).type, enabled=autocast):
-                    logits = model.forward_spec(spec, extra)
-                p = logits_to_probs(logits.float(), loss_function).cpu().numpy().astype(np.float64)
-                if chunk_probs is None:
-                    chunk_probs = np.zeros((len(flat), p.shape[1]))
-                chunk_probs[sel] = p
-        assert chunk_probs is not None
-        rec = np.zeros((len(waves), chunk_probs.shape[1]))
-        np.add.at(rec, owner, chunk_probs)
-        rec /= np.bincount(owner, minlength=len(waves))[:, None]
-        total = rec if total is None else total + rec
-    assert total is not None
-    return total / len(models)
+    device_type = torch.device(device).type
+
+    def forward(x: np.ndarray, owners: np.ndarray) -> np.ndarray:
+        xt = torch.from_numpy(x).to(device)
+        extra = None
+        if extras is not None:
+            extra = torch.from_numpy(np.stack([extras[o] for o in owners])).float().to(device)
+        total: np.ndarray | None = None
+        for model in models:
+            # The log-mel front end stays in float32: its log needs the range.
+            spec = model.frontend(xt)
+            with torch.autocast(device_type=device_type, enabled=autocast):
+                logits = model.forward_spec(spec, extra)
+            p = logits_to_probs(logits.float(), loss_function).cpu().numpy().astype(np.float64)
+            total = p if total is None else total + p
+        assert total is not None
+        return total / len(models)
+
+    return chunk_mean(
+        waves,
+        sample_rate=sample_rate,
+        prediction=prediction,
+        forward=forward,
+        batch_size=batch_size,
+    )

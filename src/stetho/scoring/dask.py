@@ -23,15 +23,17 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from stetho.runs import Run, load_run
+from stetho.decision import DecisionRule
+from stetho.scoring.backends import RunScorer
 from stetho.scoring.batch import (
     DEFAULT_BATCH_SIZE,
     InputItem,
-    Scored,
     groups,
     results_frame,
+    rule_with_threshold,
     score_group,
 )
+from stetho.scoring.core import Scored
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ LOCAL = "local"
 
 
 @functools.lru_cache(maxsize=4)
-def _worker_run(run_dir: str, folds: tuple[int, ...] | None) -> Run:
+def _worker_scorer(run_dir: str, folds: tuple[int, ...] | None) -> RunScorer:
     """The run, loaded once per worker process (and per folds); torch limited to the worker's
     threads so that several workers on one machine do not oversubscribe its cores."""
     import torch
@@ -53,14 +55,18 @@ def _worker_run(run_dir: str, folds: tuple[int, ...] | None) -> Run:
         threads = 0
     if threads:
         torch.set_num_threads(threads)
-    return load_run(run_dir, folds=None if folds is None else list(folds))
+    return RunScorer(run_dir, folds=None if folds is None else list(folds))
 
 
 def _score_task(
-    run_dir: str, folds: tuple[int, ...] | None, items: list[InputItem], batch_size: int
+    run_dir: str,
+    folds: tuple[int, ...] | None,
+    items: list[InputItem],
+    batch_size: int,
+    rule: DecisionRule,
 ) -> list[Scored]:
-    """One group, scored on a worker."""
-    return score_group(_worker_run(run_dir, folds), items, batch_size=batch_size)
+    """One group, scored on a worker and decided by the client's rule."""
+    return score_group(_worker_scorer(run_dir, folds), items, batch_size=batch_size, rule=rule)
 
 
 @contextlib.contextmanager
@@ -114,16 +120,15 @@ def predict_files_dask(
 
     run_dir = Path(run_dir).resolve()
     # Checked here, before any task is sent: a missing run or fold is a usage error.
-    run = load_run(run_dir, folds=folds)
-    threshold = run.config.prediction.probability_threshold if threshold is None else threshold
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold={threshold}: expected a probability in [0, 1]")
+    rule = rule_with_threshold(RunScorer(run_dir, folds=folds), threshold)
     fold_key = None if folds is None else tuple(folds)
     parts = [list(g) for g in groups(items, batch_size)]
     done: list[list[Scored] | None] = [None] * len(parts)
     with connect(scheduler) as client:
         futures = [
-            client.submit(_score_task, str(run_dir), fold_key, part, batch_size, pure=False)
+            client.submit(
+                _score_task, str(run_dir), fold_key, part, batch_size, rule, pure=False
+            )
             for part in parts
         ]
         index = {f.key: i for i, f in enumerate(futures)}
@@ -139,4 +144,4 @@ def predict_files_dask(
         logger.warning(
             "%d of %d recording(s) could not be scored: see the error column", n_bad, len(results)
         )
-    return results_frame(results, run.classes, threshold=threshold)
+    return results_frame(results, rule)

@@ -49,7 +49,9 @@ from stetho.data.audio import (
     TooShortError,
     read_audio,
 )
-from stetho.scoring.backends import Scored, Scorer, load_scorer, score_wave
+from stetho.decision import DecisionRule
+from stetho.scoring.backends import Scorer, load_scorer, score_wave
+from stetho.scoring.core import Acceptance, Scored
 from stetho.serve.schemas import (
     ErrorResponse,
     HealthResponse,
@@ -155,6 +157,24 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+def service_acceptance(settings: ServeSettings, scorer: Scorer) -> tuple[Acceptance, list[str]]:
+    """The model's acceptance rule narrowed by the service's limits, and which limits are the
+    service's. A limit set explicitly (flag or environment) that is looser than the model's is
+    refused (``ValueError``); a default that is looser gives way to the model's."""
+    explicit = settings.model_fields_set
+    limits: dict[str, float | int | None] = {}
+    model = scorer.acceptance
+    for name in ("min_duration_s", "max_duration_s"):
+        given = float(getattr(settings, name))
+        model_value = getattr(model, name)
+        looser = model_value is not None and (
+            given < model_value if name == "min_duration_s" else given > model_value
+        )
+        limits[name] = given if (name in explicit or not looser) else None
+    limits["max_upload_bytes"] = settings.max_upload_bytes
+    return model.narrowed(**limits)
+
+
 @dataclass
 class Service:
     """What every request shares: settings, the model, the worker pool and the webhook."""
@@ -163,12 +183,20 @@ class Service:
     scorer: Scorer
     limiter: anyio.CapacityLimiter
     webhook: Webhook | None
+    #: The model's acceptance rule, with the service's stricter limits.
+    acceptance: Acceptance
+    #: The names of the limits that are the service's (stricter than the model's).
+    stricter: list[str]
+
+    @property
+    def rule(self) -> DecisionRule:
+        """The model's decision rule (with the service's threshold when it sets one)."""
+        return self.scorer.rule.with_threshold(self.settings.alert_threshold)
 
     @property
     def threshold(self) -> float:
-        """The abnormal-probability threshold: the service's, else the run's."""
-        chosen = self.settings.alert_threshold
-        return self.scorer.threshold if chosen is None else chosen
+        """The abnormal-probability threshold: the service's, else the model's rule's."""
+        return self.rule.threshold
 
     def key_ok(self, given: str | None) -> bool:
         expected = self.settings.api_key
@@ -180,22 +208,26 @@ class Service:
 
     async def score(self, wave: np.ndarray) -> Scored:
         """Score one streaming window in the worker pool."""
+        rule = self.rule
         return await anyio.to_thread.run_sync(
-            lambda: score_wave(self.scorer, wave), limiter=self.limiter
+            lambda: score_wave(self.scorer, wave, rule=rule), limiter=self.limiter
         )
 
     async def score_upload(self, data: bytes, *, name: str, detail: bool) -> tuple[Audio, Scored]:
         """Decode (raising :class:`AudioError`) and score an upload, in one worker-pool turn."""
 
+        rule = self.rule
+
         def work() -> tuple[Audio, Scored]:
             audio = read_audio(
                 data,
                 sample_rate=self.scorer.sample_rate,
-                min_duration_s=self.settings.min_duration_s,
-                max_duration_s=self.settings.max_duration_s,
+                min_duration_s=self.acceptance.min_duration_s,
+                max_duration_s=self.acceptance.max_duration_s,
                 name=name,
             )
-            return audio, score_wave(self.scorer, audio.samples, detail=detail)
+            scored = score_wave(self.scorer, audio.samples, name=name, rule=rule, detail=detail)
+            return audio, scored
 
         return await anyio.to_thread.run_sync(work, limiter=self.limiter)
 
@@ -272,19 +304,23 @@ def _build_router() -> APIRouter:
             status, code = AUDIO_ERRORS.get(type(exc), (422, "invalid_audio"))
             raise ServeError(status, code, str(exc)) from None
         abnormal_prob = scored.abnormal_prob
+        decision = scored.decision
+        assert decision is not None and scored.label is not None
+        classes = service.scorer.classes
         response = PredictionResponse(
             filename=file.filename,
             duration_s=round(audio.duration_s, 3),
             sample_rate=audio.original_sample_rate,
-            classes=scored.classes,
+            classes=classes,
             label=scored.label,
-            abnormal_prob=round(abnormal_prob, 6),
-            abnormal=abnormal_prob >= service.threshold,
-            analysis=HeartAnalysis.model_validate(scored.analysis),
+            abnormal_prob=None if abnormal_prob is None else round(abnormal_prob, 6),
+            abnormal=decision.abnormal,
+            outcome=decision.outcome,  # type: ignore[arg-type]
+            analysis=HeartAnalysis.model_validate(scored.analysis or {}),
             detail=scored.detail,
             elapsed_ms=round((time.perf_counter() - t0) * 1000, 1),
         )
-        probs = {f"prob_{c}": p for c, p in scored.prob_dict().items()}
+        probs = {f"prob_{c}": p for c, p in scored.prob_dict(classes).items()}
         return {**response.model_dump(exclude_none=False), **probs}
 
     return router
@@ -301,6 +337,13 @@ def create_app(
     ``http_client`` carries webhook posts (default: a new client with the webhook timeout).
     """
     scorer = scorer or load_scorer(settings.model_path, threads=settings.torch_threads)
+    acceptance, stricter = service_acceptance(settings, scorer)
+    if stricter:
+        logger.info(
+            "the service's limits are stricter than the model's for %s: %s",
+            ", ".join(stricter),
+            acceptance.to_dict(),
+        )
     logger.info(
         "serving %s %s: classes %s at %d Hz",
         scorer.kind,
@@ -321,6 +364,8 @@ def create_app(
             scorer=scorer,
             limiter=anyio.CapacityLimiter(settings.workers),
             webhook=webhook,
+            acceptance=acceptance,
+            stricter=stricter,
         )
         try:
             yield
@@ -353,7 +398,14 @@ def create_app(
             sample_rate=service.scorer.sample_rate,
             auth_required=s.auth_required,
             max_upload_bytes=s.max_upload_bytes,
-            max_duration_s=s.max_duration_s,
+            min_duration_s=service.acceptance.min_duration_s,
+            max_duration_s=service.acceptance.max_duration_s,
+            model_acceptance={
+                k: v
+                for k, v in service.scorer.acceptance.to_dict().items()
+                if k != "max_upload_bytes"
+            },
+            stricter_than_model=service.stricter,
             alert_threshold=service.threshold,
             alert_windows=s.alert_windows,
             version=stetho.__version__,

@@ -28,7 +28,14 @@ class HealthResponse(BaseModel):
     sample_rate: int = Field(description="Hz: uploads and streams are resampled to this rate.")
     auth_required: bool
     max_upload_bytes: int
-    max_duration_s: float
+    min_duration_s: float = Field(description="Shortest accepted recording, seconds.")
+    max_duration_s: float | None = Field(description="Longest accepted recording, seconds.")
+    model_acceptance: dict[str, float | int | None] = Field(
+        description="The acceptance rule recorded with the model (min/max_duration_s)."
+    )
+    stricter_than_model: list[str] = Field(
+        description="Limits where the service's own setting is stricter than the model's."
+    )
     alert_threshold: float
     alert_windows: int
     version: str
@@ -80,11 +87,17 @@ class PredictionResponse(BaseModel):
     duration_s: float
     sample_rate: int = Field(description="Hz of the uploaded file.")
     classes: list[str] = Field(description="Class order; see the `prob_<class>` fields.")
-    label: str = Field(description="The most probable class.")
-    abnormal_prob: float = Field(
+    label: str = Field(
+        description="The decision's label: the normal class unless abnormal, then the most "
+        "probable other class (the most probable class without a normal class)."
+    )
+    abnormal_prob: float | None = Field(
         description="1 - prob_normal when the model has a normal class (see docs/serving.md)."
     )
-    abnormal: bool = Field(description="abnormal_prob at or above the threshold.")
+    abnormal: bool | None = Field(description="abnormal_prob at or above the threshold.")
+    outcome: Literal["normal", "abnormal", "re-record"] | None = Field(
+        description="re-record when abnormal_prob is inside the model's abstain band."
+    )
     analysis: HeartAnalysis
     detail: Detail | None = None
     elapsed_ms: float = Field(
@@ -145,7 +158,9 @@ class StreamPrediction(BaseModel):
     t_end_s: float = Field(description="Seconds of streamed audio at the end of this window.")
     probs: dict[str, float]
     label: str
-    abnormal_prob: float
+    abnormal_prob: float | None
+    abnormal: bool | None = None
+    outcome: Literal["normal", "abnormal", "re-record"] | None = None
     heart_rate_bpm: float | None
     quality: float | None
     usable: bool | None

@@ -29,9 +29,12 @@ class ServeSettings(BaseSettings):
     api_key: SecretStr | None = None
     #: Largest accepted upload, in bytes of the audio file (default 20 MB); larger gives 413.
     max_upload_bytes: int = Field(20_000_000, gt=0)
-    #: Longest accepted recording in seconds; longer gives 422 (``too_long``).
+    #: Longest accepted recording in seconds; longer gives 422 (``too_long``). The model's
+    #: acceptance rule (its run's ``dataset.max_duration_seconds``) applies too: a value set
+    #: here may only be stricter; the default applies where it is stricter than the model's.
     max_duration_s: float = Field(120.0, gt=0)
-    #: Shortest accepted recording in seconds; shorter gives 422 (``too_short``).
+    #: Shortest accepted recording in seconds; shorter gives 422 (``too_short``); as
+    #: ``max_duration_s``, only ever stricter than the model's.
     min_duration_s: float = Field(1.0, gt=0)
     #: Abnormal probability at or above which a recording is flagged ``abnormal`` and a
     #: streaming window counts towards an alert; unset: the run's

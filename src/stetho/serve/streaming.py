@@ -44,7 +44,7 @@ import soxr
 from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from stetho.scoring.backends import Scored
+from stetho.scoring.core import Scored
 from stetho.serve.schemas import (
     StreamAlert,
     StreamEnd,
@@ -263,20 +263,27 @@ class StreamSession:
         """The messages one scored window gives: its prediction, and an alert if the state
         changed."""
         self.windows_scored += 1
+        # The window's decision is the model's rule (the one stetho predict applies); a run
+        # without a normal class has no abnormal probability and raises no alert.
         p = scored.abnormal_prob
-        event = self.monitor.update(p)
+        event = None if p is None else self.monitor.update(p)
+        analysis = scored.analysis or {}
+        decision = scored.decision
+        assert decision is not None and scored.label is not None
         prediction = StreamPrediction(
             t_end_s=round(t_end_s, 3),
-            probs=scored.prob_dict(),
+            probs=scored.prob_dict(self.config.classes),
             label=scored.label,
-            abnormal_prob=round(p, 6),
-            heart_rate_bpm=scored.analysis.get("heart_rate_bpm"),
-            quality=scored.analysis.get("quality"),
-            usable=scored.analysis.get("usable"),
+            abnormal_prob=None if p is None else round(p, 6),
+            abnormal=decision.abnormal,
+            outcome=decision.outcome,
+            heart_rate_bpm=analysis.get("heart_rate_bpm"),
+            quality=analysis.get("quality"),
+            usable=analysis.get("usable"),
             alert=self.monitor.raised,
         )
         alert = None
-        if event is not None:
+        if event is not None and p is not None:
             alert = StreamAlert(
                 state=event,
                 t_end_s=round(t_end_s, 3),

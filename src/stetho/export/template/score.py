@@ -9,14 +9,16 @@ It reads ``model.onnx``, ``labels.json`` and ``preprocess.json`` from its own fo
 
 INPUT is an audio file, a folder (searched recursively by audio extension) or a csv/tsv/
 parquet table with a ``path`` (or ``audio``) column. One row per recording: ``path``,
-``prob_<class>``..., ``label``, ``abnormal`` (when the classes allow the decision),
-``duration_s`` and ``error`` (empty when fine). A bad file gets its reason in ``error`` and
+``prob_<class>``..., ``label``, ``abnormal``, ``abnormal_prob`` and ``outcome`` (when the
+decision rule has a normal class), ``duration_s`` and ``error`` (empty when fine). A bad file gets its reason in ``error`` and
 the rest are scored. Exit code: 0 when every file was scored, 1 when any failed, 2 for a
 usage error.
 
 The decoding, validation and chunking below are copies of ``stetho.data.audio.read_audio`` and
 ``stetho.scoring.chunking.recording_chunks``: the same recording gives the same chunks, the same
-error reason, and probabilities equal to ``stetho predict``'s within 1e-4.
+error reason, and probabilities equal to ``stetho predict``'s within 1e-4. The decision is a
+copy of ``stetho.decision.DecisionRule`` (renormalisation, calibration, threshold, abstain
+band, label): the same probabilities give the same decisions.
 """
 
 from __future__ import annotations
@@ -230,27 +232,122 @@ def collect_inputs(inputs: Sequence[str]) -> list[tuple[str, str]]:
 # --- scoring ------------------------------------------------------------------------------
 
 
+REEXPORT = "re-export the pipeline: stetho export RUN_DIR --out DIR --force"
+
+
+class ArtifactError(UsageError):
+    """A pipeline file that cannot be used (as ``stetho.io.ArtifactError``): exit code 2."""
+
+    def __init__(self, path: Path, problem: str, remedy: str = REEXPORT) -> None:
+        super().__init__(f"{path}: {problem}; {remedy}")
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise ArtifactError(path, "missing from the pipeline folder")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(path, f"not valid JSON ({exc})") from None
+
+
+def open_session(path: Path, *, threads: int) -> Any:
+    """An onnxruntime session; :class:`ArtifactError` when ``path`` is not a usable model."""
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise ArtifactError(path, "missing from the pipeline folder")
+    if path.stat().st_size == 0:
+        raise ArtifactError(path, "empty file (0 bytes), not an ONNX model")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ArtifactError(
+            path, f"not a usable ONNX model ({type(exc).__name__}: {message})"
+        ) from None
+
+
+# --- the decision (as stetho.decision.DecisionRule) ----------------------------------------
+
+
+class DecisionRule:
+    """``preprocess.json``'s ``decision``: probabilities -> label, abnormal flag, outcome.
+
+    Under BCE (``multilabel``) rows are renormalised to sum to 1; then the optional
+    calibration ``p' = softmax(weight * log(clip(p, 1e-12)) + bias)``; the abnormal
+    probability is ``1 - p'(normal)``, abnormal when at or above ``threshold``; the label is
+    the most probable non-normal class when abnormal, the normal class when not; the outcome
+    is ``re-record`` inside ``abstain_band`` ``[lo, hi)``.
+    """
+
+    def __init__(self, data: dict[str, Any], *, threshold: float | None = None) -> None:
+        self.classes = [str(c) for c in data["classes"]]
+        self.normal_class = data.get("normal_class")
+        self.multilabel = bool(data.get("multilabel", False))
+        self.calibration = data.get("calibration")
+        self.threshold = float(data.get("threshold", 0.5) if threshold is None else threshold)
+        band = data.get("abstain_band")
+        self.abstain_band = None if band is None else (float(band[0]), float(band[1]))
+
+    def probabilities(self, raw: np.ndarray) -> np.ndarray:
+        p = np.asarray(raw, dtype=np.float64).reshape(-1, len(self.classes))
+        if self.multilabel:
+            p = p / np.clip(p.sum(axis=1, keepdims=True), 1e-12, None)
+        if self.calibration is not None:
+            weight = np.asarray(self.calibration["weight"], dtype=np.float64)
+            bias = np.asarray(self.calibration["bias"], dtype=np.float64)
+            z = weight * np.log(np.clip(p, 1e-12, None)) + bias
+            z = z - z.max(axis=1, keepdims=True)
+            e = np.exp(z)
+            p = e / e.sum(axis=1, keepdims=True)
+        return p
+
+    def decide(self, probs: np.ndarray) -> dict[str, Any]:
+        """``label`` and, with a normal class, ``abnormal`` (0/1), ``abnormal_prob``,
+        ``outcome`` for one row of :meth:`probabilities`."""
+        if self.normal_class is None:
+            return {"label": self.classes[int(np.argmax(probs))]}
+        j = self.classes.index(self.normal_class)
+        q = float(np.clip(1.0 - probs[j], 0.0, 1.0))
+        flag = q >= self.threshold
+        others = np.array(probs, dtype=np.float64)
+        others[j] = -np.inf
+        band = self.abstain_band
+        in_band = band is not None and band[0] <= q < band[1]
+        return {
+            "label": self.classes[int(np.argmax(others))] if flag else self.normal_class,
+            "abnormal": int(flag),
+            "abnormal_prob": q,
+            "outcome": "re-record" if in_band else ("abnormal" if flag else "normal"),
+        }
+
+
 class Pipeline:
     """The exported model and its settings, loaded once."""
 
     def __init__(self, folder: Path, *, threads: int = 0) -> None:
-        import onnxruntime as ort
-
         self.folder = folder
-        self.classes: list[str] = json.loads((folder / "labels.json").read_text())["classes"]
-        self.prep: dict[str, Any] = json.loads((folder / "preprocess.json").read_text())
+        labels = _read_json(folder / "labels.json")
+        self.classes: list[str] = [str(c) for c in labels["classes"]]
+        self.prep: dict[str, Any] = _read_json(folder / "preprocess.json")
+        if "decision" not in self.prep or "sample_rate" not in self.prep:
+            raise ArtifactError(
+                folder / "preprocess.json", "no decision rule or sample rate (an older export?)"
+            )
         self.sample_rate = int(self.prep["sample_rate"])
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(folder / self.prep.get("model", "model.onnx")),
-            sess_options=options,
-            providers=["CPUExecutionProvider"],
+        self.session = open_session(
+            folder / self.prep.get("model", "model.onnx"), threads=threads
         )
         self.input_name = self.session.get_inputs()[0].name
 
     def decode(self, path: str, name: str) -> np.ndarray:
+        """Decode within the model's acceptance rule (``min/max_duration_s``)."""
         return read_audio(
             path,
             sample_rate=self.sample_rate,
@@ -281,21 +378,13 @@ class Pipeline:
         return rec / np.bincount(owner, minlength=len(waves))[:, None]
 
 
-def abnormal_probability(pipe: Pipeline, probs: np.ndarray) -> float | None:
-    rule = pipe.prep.get("abnormal")
-    if rule is None:
-        return None
-    p = float(probs[pipe.classes.index(rule["class"])])
-    return 1.0 - p if rule["kind"] == "not" else p
-
-
 def output_columns(pipe: Pipeline) -> list[str]:
-    extra = ["abnormal"] if pipe.prep.get("abnormal") else []
+    extra = ["abnormal", "abnormal_prob", "outcome"] if pipe.prep["decision"].get("normal_class") else []
     return ["path", *(f"prob_{c}" for c in pipe.classes), "label", *extra, "duration_s", "error"]
 
 
 def score_group(
-    pipe: Pipeline, group: Sequence[tuple[str, str]], *, batch_size: int, threshold: float
+    pipe: Pipeline, group: Sequence[tuple[str, str]], *, batch_size: int, rule: DecisionRule
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     waves: list[np.ndarray] = []
@@ -311,15 +400,12 @@ def score_group(
             waves.append(wave)
         rows.append(row)
     if waves:
-        probs = pipe.predict_waves(waves, batch_size=batch_size)
+        probs = rule.probabilities(pipe.predict_waves(waves, batch_size=batch_size))
         for k, i in enumerate(good):
             row = rows[i]
             for c, p in zip(pipe.classes, probs[k], strict=True):
                 row[f"prob_{c}"] = float(p)
-            row["label"] = pipe.classes[int(np.argmax(probs[k]))]
-            p_abnormal = abnormal_probability(pipe, probs[k])
-            if p_abnormal is not None:
-                row["abnormal"] = int(p_abnormal >= threshold)
+            row.update(rule.decide(probs[k]))
             row["duration_s"] = len(waves[k]) / pipe.sample_rate
     return rows
 
@@ -338,12 +424,11 @@ def score(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """One row dict per item, in order (missing keys are empty cells)."""
-    if threshold is None:
-        threshold = float(pipe.prep["probability_threshold"])
+    rule = DecisionRule(pipe.prep["decision"], threshold=threshold)
     rows: list[dict[str, Any]] = []
     t0 = time.monotonic()
     for group in _groups(items, batch_size):
-        rows += score_group(pipe, group, batch_size=batch_size, threshold=threshold)
+        rows += score_group(pipe, group, batch_size=batch_size, rule=rule)
         if progress:
             rate = len(rows) / max(time.monotonic() - t0, 1e-9)
             print(
@@ -383,6 +468,7 @@ def write_rows(rows: Sequence[dict[str, Any]], columns: list[str], out: Path) ->
             "label": pa.string(),
             "error": pa.string(),
             "abnormal": pa.int64(),
+            "outcome": pa.string(),
         }
         table = pa.table(
             {
