@@ -18,8 +18,8 @@ from stetho.config import load_config
 from stetho.data.audio import AudioError, read_audio
 from stetho.export import export_pipeline
 from stetho.runs import load_run
+from stetho.decision import DecisionRule
 from stetho.scoring.batch import (
-    abnormal_rule,
     collect_inputs,
     output_columns,
     predict_files,
@@ -121,6 +121,8 @@ def test_one_row_per_recording_and_bad_files_reported(run, scoring_folder, folde
         "prob_normal",
         "label",
         "abnormal",
+        "abnormal_prob",
+        "outcome",
         "duration_s",
         "error",
     ]
@@ -186,9 +188,13 @@ def test_threshold_and_batch_size_do_not_change_probabilities(run, scoring_folde
 
 
 def test_abnormal_rule():
-    assert abnormal_rule(["artifact", "murmur", "normal"]) == ("not", "normal")
-    assert abnormal_rule(["absent", "present"]) == ("is", "present")
-    assert abnormal_rule(["a", "b", "c"]) is None
+    # abnormal = not normal; for another two-class run, abnormal = the second class.
+    assert DecisionRule.default(["artifact", "murmur", "normal"]).normal_class == "normal"
+    binary = DecisionRule.default(["absent", "present"])
+    assert binary.normal_class == "absent"
+    p = np.array([[0.3, 0.7], [0.8, 0.2]])
+    np.testing.assert_allclose(binary.abnormal_probability(p), p[:, 1])
+    assert DecisionRule.default(["a", "b", "c"]).normal_class is None
     assert "abnormal" not in output_columns(["a", "b", "c"])
 
 

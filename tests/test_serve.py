@@ -25,7 +25,9 @@ from typer.testing import CliRunner
 from stetho.cli import app as cli_app
 from stetho.config import load_config
 from stetho.data.audio import read_audio
-from stetho.scoring.backends import PipelineScorer, RunScorer, abnormal_probability
+from stetho.decision import DecisionRule
+from stetho.scoring.backends import PipelineScorer, RunScorer
+from stetho.scoring.core import Acceptance
 from stetho.serve import ServeSettings, create_app
 from stetho.serve.app import MULTIPART_SLACK_BYTES, STATIC_DIR
 from stetho.training.experiment import run_experiment
@@ -158,10 +160,17 @@ def test_predict_detail_gives_drawing_data(client: TestClient, murmur_wav: Path)
 
 
 def test_abnormal_probability_rules() -> None:
+    # The service decides with the model's DecisionRule (no fallback of its own).
     p = np.array([0.1, 0.2, 0.7])
-    assert abnormal_probability(p, ["murmur", "artifact", "normal"]) == pytest.approx(0.3)
-    assert abnormal_probability(p[:2] / 0.3, ["a", "b"]) == pytest.approx(2 / 3)
-    assert abnormal_probability(p, ["a", "b", "c"]) == pytest.approx(0.7)
+    rule = DecisionRule.default(["murmur", "artifact", "normal"])
+    assert rule.abnormal_probability(rule.probabilities(p))[0] == pytest.approx(0.3)
+    binary = DecisionRule.default(["a", "b"])
+    assert binary.abnormal_probability(binary.probabilities(p[:2] / 0.3))[0] == pytest.approx(
+        2 / 3
+    )
+    none = DecisionRule.default(["a", "b", "c"])
+    assert np.isnan(none.abnormal_probability(p)).all()
+    assert none.decide(p)[0].abnormal is None and none.decide(p)[0].label == "c"
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -388,8 +397,10 @@ class SlowScorer:
     sample_rate = 2000
     chunk_seconds = 2.0
     threshold = 0.5
+    rule = DecisionRule.default(["murmur", "normal"])
+    acceptance = Acceptance(min_duration_s=0.5, max_duration_s=600.0)
 
-    def predict(self, waves: Sequence[np.ndarray]) -> np.ndarray:
+    def predict(self, waves: Sequence[np.ndarray], *, batch_size: int = 64) -> np.ndarray:
         time.sleep(0.6)
         return np.tile([0.25, 0.75], (len(waves), 1))
 

@@ -18,6 +18,8 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from stetho.config import load_config
+from stetho.decision import DecisionRule
+from stetho.scoring.core import Acceptance
 from stetho.serve import ServeSettings, create_app
 from stetho.serve.streaming import (
     AlertMonitor,
@@ -323,8 +325,10 @@ class BrokenScorer:
     sample_rate = 2000
     chunk_seconds = 2.0
     threshold = 0.5
+    rule = DecisionRule.default(["murmur", "normal"])
+    acceptance = Acceptance(min_duration_s=0.5, max_duration_s=600.0)
 
-    def predict(self, waves: list[np.ndarray]) -> np.ndarray:
+    def predict(self, waves: list[np.ndarray], *, batch_size: int = 64) -> np.ndarray:
         raise RuntimeError("model exploded")
 
 

@@ -131,8 +131,11 @@ def read_path_table(path: str | os.PathLike[str]) -> list[str]:
     )
 
 
-def output_columns(rule: DecisionRule) -> list[str]:
-    """The output table's columns, in order (see the module docstring)."""
+def output_columns(rule: DecisionRule | Sequence[str]) -> list[str]:
+    """The output table's columns, in order (see the module docstring), for a rule or for the
+    default rule of some classes."""
+    if not isinstance(rule, DecisionRule):
+        rule = DecisionRule.default(list(rule))
     extra = ["abnormal", "abnormal_prob", "outcome"] if rule.normal_class is not None else []
     classes = rule.classes
     return ["path", *(f"prob_{c}" for c in classes), "label", *extra, "duration_s", "error"]

@@ -42,7 +42,7 @@ LOCAL = "local"
 
 
 @functools.lru_cache(maxsize=4)
-def _worker_scorer(run_dir: str, folds: tuple[int, ...] | None) -> RunScorer:
+def _worker_run(run_dir: str, folds: tuple[int, ...] | None) -> RunScorer:
     """The run, loaded once per worker process (and per folds); torch limited to the worker's
     threads so that several workers on one machine do not oversubscribe its cores."""
     import torch
@@ -66,7 +66,7 @@ def _score_task(
     rule: DecisionRule,
 ) -> list[Scored]:
     """One group, scored on a worker and decided by the client's rule."""
-    return score_group(_worker_scorer(run_dir, folds), items, batch_size=batch_size, rule=rule)
+    return score_group(_worker_run(run_dir, folds), items, batch_size=batch_size, rule=rule)
 
 
 @contextlib.contextmanager
