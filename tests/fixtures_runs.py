@@ -201,3 +201,28 @@ def scoring_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
             mission if (mission / "set_a").is_dir() else None,
         )
     return _CACHE["folder"]
+
+
+@pytest.fixture(scope="session")
+def bce_run(sharp_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sharpened run read as a BCE run (same weights, sigmoid outputs): its probabilities
+    do not sum to 1, so the decision rule's renormalisation is exercised."""
+    if "bce" not in _CACHE:
+        _CACHE["bce"] = copy_run_with(
+            sharp_run,
+            tmp_path_factory.mktemp("bce_run") / "run",
+            ["training.loss_function=BCE"],
+        )
+    return _CACHE["bce"]
+
+
+def mission_recordings(mission: Path, dest: Path, *, per_set: int = 6) -> Path:
+    """``per_set`` recordings of each of set_a (44.1 kHz) and set_b (4 kHz), copied to
+    ``dest``, taken across the classes (every k-th file of the sorted set)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for sub in ("set_a", "set_b"):
+        files = sorted((mission / sub).glob("*.wav"))
+        step = max(1, len(files) // per_set)
+        for f in files[::step][:per_set]:
+            shutil.copyfile(f, dest / f"{sub}_{f.name}")
+    return dest
