@@ -326,3 +326,35 @@ def test_export_hook_follows_build_scoring_pipelines(tiny_run, tmp_path):
     assert json.loads((on / "warnings.json").read_text()) == json.loads(
         (tiny_run / "warnings.json").read_text()
     )
+
+
+# --- unusable pipeline files (issue #15) --------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["garbage", "empty", "truncated"])
+def test_corrupt_onnx_is_a_clear_error(kind, pipeline, scoring_folder, tmp_path):
+    from stetho.io import ArtifactError
+    from stetho.scoring.backends import PipelineScorer
+
+    pipe = tmp_path / "pipe"
+    shutil.copytree(pipeline, pipe)
+    model = pipe / "model.onnx"
+    good = model.read_bytes()
+    model.write_bytes(
+        {"garbage": b"\x08\x07not a protobuf" * 50, "empty": b"", "truncated": good[:1000]}[kind]
+    )
+    with pytest.raises(ArtifactError) as caught:
+        PipelineScorer(pipe)
+    assert caught.value.path == model and "re-export" in caught.value.remedy
+    res = CliRunner().invoke(app, ["serve", str(pipe)])
+    assert res.exit_code == 2 and str(model) in res.output and "re-export" in res.output
+    res = subprocess.run(
+        [sys.executable, str(pipe / "score.py"), str(scoring_folder / "a_normal.wav"),
+         "--out", str(tmp_path / "p.csv")],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and str(model) in res.stderr
+    assert "re-export" in res.stderr
+    assert not (tmp_path / "p.csv").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 
 import fixtures_runs
@@ -304,3 +305,51 @@ def test_rhythm_feature_run_reproduces_its_validation_scores(tmp_path):
     with pytest.raises(ValueError, match="rhythm features"):
         export_pipeline(tmp_path / "run", tmp_path / "pipe")
     assert not (tmp_path / "pipe").exists()
+
+
+# --- unusable model files (issue #15) -----------------------------------------------------
+
+
+def _corrupt(kind: str, path: Path) -> None:
+    import pickle
+
+    good = path.read_bytes()
+    if kind == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif kind == "pickle":
+        path.write_bytes(pickle.dumps({"weight": [1.0, 2.0]}))
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif kind == "foreign":  # valid safetensors, other weights
+        from safetensors.numpy import save_file
+
+        save_file({"head.weight": np.zeros((3, 3), np.float32)}, str(path))
+
+
+@pytest.mark.parametrize("kind", ["random", "pickle", "empty", "truncated", "foreign"])
+def test_corrupt_model_file_is_a_clear_error(kind, sharp_run, scoring_folder, tmp_path):
+    from stetho.io import ArtifactError
+    from stetho.runs import RunFolder
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(sharp_run, run_dir, ignore=shutil.ignore_patterns("scoring"))
+    bad = RunFolder(run_dir).model(1)
+    _corrupt(kind, bad)
+    with pytest.raises(ArtifactError) as caught:
+        load_run(run_dir)
+    assert caught.value.path == bad and "retrain" in caught.value.remedy
+    runner = CliRunner()
+    wav = str(scoring_folder / "a_normal.wav")
+    commands = {
+        "predict": ["predict", str(run_dir), wav, "--out", str(tmp_path / "p.csv")],
+        "export": ["export", str(run_dir), "--out", str(tmp_path / "pipe")],
+        "serve": ["serve", str(run_dir)],
+    }
+    for name, args in commands.items():
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2, (name, res.output)
+        assert str(bad) in res.output and "Traceback" not in res.output, (name, res.output)
+        assert "retrain" in res.output
+    assert not (tmp_path / "pipe").exists() and not (tmp_path / "p.csv").exists()
