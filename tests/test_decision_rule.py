@@ -36,9 +36,7 @@ def test_bce_rule_renormalises_before_one_minus_normal():
     np.testing.assert_allclose(probs.sum(axis=1), 1.0)
     np.testing.assert_allclose(rule.abnormal_probability(probs), 1 - sig[:, 2] / sig.sum(axis=1))
     # Without the renormalisation many decisions would differ.
-    assert (
-        (1 - sig[:, 2] >= 0.5) != (rule.abnormal_probability(probs) >= 0.5)
-    ).sum() > 5
+    assert ((1 - sig[:, 2] >= 0.5) != (rule.abnormal_probability(probs) >= 0.5)).sum() > 5
 
 
 def test_identity_calibration_changes_nothing_and_a_real_one_does():
@@ -94,8 +92,9 @@ def test_runs_without_a_normal_class():
         DecisionRule(("a", "b", "c"), None, abstain_band=(0.4, 0.6))
     # Two classes without "normal": the second class is the abnormal one.
     binary = DecisionRule.default(["absent", "present"])
-    np.testing.assert_allclose(binary.abnormal_probability(p[:, :2] / p[:, :2].sum(1)[:, None]),
-                               p[:, 1] / p[:, :2].sum(1))
+    np.testing.assert_allclose(
+        binary.abnormal_probability(p[:, :2] / p[:, :2].sum(1)[:, None]), p[:, 1] / p[:, :2].sum(1)
+    )
 
 
 def test_json_round_trip_and_validation():

@@ -349,8 +349,13 @@ def test_corrupt_onnx_is_a_clear_error(kind, pipeline, scoring_folder, tmp_path)
     res = CliRunner().invoke(app, ["serve", str(pipe)])
     assert res.exit_code == 2 and str(model) in res.output and "re-export" in res.output
     res = subprocess.run(
-        [sys.executable, str(pipe / "score.py"), str(scoring_folder / "a_normal.wav"),
-         "--out", str(tmp_path / "p.csv")],
+        [
+            sys.executable,
+            str(pipe / "score.py"),
+            str(scoring_folder / "a_normal.wav"),
+            "--out",
+            str(tmp_path / "p.csv"),
+        ],
         capture_output=True,
         text=True,
     )

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 from stetho.cli import app
 from stetho.config import load_config
 from stetho.data.audio import AudioError, read_audio
+from stetho.decision import DecisionRule
 from stetho.export import export_pipeline
 from stetho.runs import load_run
-from stetho.decision import DecisionRule
 from stetho.scoring.batch import (
     collect_inputs,
     output_columns,

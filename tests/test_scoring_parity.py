@@ -60,9 +60,7 @@ def _service_rows(run_dir: Path, files: list[Path]) -> dict[str, dict]:
     rows = {}
     with TestClient(create_app(settings)) as client:
         for f in files:
-            r = client.post(
-                "/v1/predict", files={"file": (f.name, f.read_bytes(), "audio/wav")}
-            )
+            r = client.post("/v1/predict", files={"file": (f.name, f.read_bytes(), "audio/wav")})
             rows[str(f)] = r.json() if r.status_code == 200 else {"status": r.status_code}
     return rows
 
@@ -123,8 +121,10 @@ def _all_paths(run_dir: Path, recordings: Path, tmp_path: Path, *, dask: bool) -
     # The metrics' normal-vs-abnormal rule, on the raw fold-mean probabilities.
     raw = RunScorer(run).predict([_wave(run, p) for p in df.loc[ok, "path"]])
     truth = np.array(
-        ["normal" if Path(p).name.split("_", 2)[-1].startswith("normal") else "abnormal"
-         for p in df.loc[ok, "path"]],
+        [
+            "normal" if Path(p).name.split("_", 2)[-1].startswith("normal") else "abnormal"
+            for p in df.loc[ok, "path"]
+        ],
         dtype=object,
     )
     figures = normal_vs_abnormal(truth, raw, CLASSES, rule=rule)

@@ -165,9 +165,7 @@ def test_abnormal_probability_rules() -> None:
     rule = DecisionRule.default(["murmur", "artifact", "normal"])
     assert rule.abnormal_probability(rule.probabilities(p))[0] == pytest.approx(0.3)
     binary = DecisionRule.default(["a", "b"])
-    assert binary.abnormal_probability(binary.probabilities(p[:2] / 0.3))[0] == pytest.approx(
-        2 / 3
-    )
+    assert binary.abnormal_probability(binary.probabilities(p[:2] / 0.3))[0] == pytest.approx(2 / 3)
     none = DecisionRule.default(["a", "b", "c"])
     assert np.isnan(none.abnormal_probability(p)).all()
     assert none.decide(p)[0].abnormal is None and none.decide(p)[0].label == "c"

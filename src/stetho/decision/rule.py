@@ -59,9 +59,7 @@ class Calibration:
     bias: tuple[float, ...]
 
     def apply(self, probs: np.ndarray) -> np.ndarray:
-        z = np.asarray(self.weight) * np.log(np.clip(probs, LOG_CLIP, None)) + np.asarray(
-            self.bias
-        )
+        z = np.asarray(self.weight) * np.log(np.clip(probs, LOG_CLIP, None)) + np.asarray(self.bias)
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         out: np.ndarray = e / e.sum(axis=1, keepdims=True)
@@ -90,7 +88,7 @@ class Decision:
     abnormal: bool | None
     #: ``"normal"``, ``"abnormal"`` or ``"re-record"``; ``None`` without a normal class
     #: (unless the recording is unusable).
-    outcome: str | None
+    outcome: Outcome | None
 
 
 @dataclass(frozen=True)
@@ -100,7 +98,7 @@ class Decisions:
     labels: list[str]
     abnormal_probability: np.ndarray
     abnormal: list[bool | None]
-    outcomes: list[str | None]
+    outcomes: list[Outcome | None]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -138,7 +136,8 @@ class DecisionRule:
             raise ValueError("DecisionRule: expected at least one class")
         if self.normal_class is not None and self.normal_class not in self.classes:
             raise ValueError(
-                f"DecisionRule: normal class {self.normal_class!r} is not among {list(self.classes)}"
+                f"DecisionRule: normal class {self.normal_class!r} is not among "
+                f"{list(self.classes)}"
             )
         if not (math.isfinite(self.threshold) and 0.0 <= self.threshold <= 1.0):
             raise ValueError(f"DecisionRule: threshold={self.threshold}: expected [0, 1]")
@@ -257,7 +256,7 @@ class DecisionRule:
         q = self.abnormal_probability(p)
         labels: list[str] = []
         flags: list[bool | None] = []
-        outcomes: list[str | None] = []
+        outcomes: list[Outcome | None] = []
         if self.normal_class is None:
             labels = [self.classes[int(i)] for i in p.argmax(axis=1)]
             flags = [None] * n

@@ -15,8 +15,8 @@
 
 ``score.py`` is ``stetho/export/template/score.py`` copied unchanged; it holds its own copies
 of the decoding, validation and chunking rules, so the pipeline never imports torch or stetho,
-and its probabilities and decisions equal ``stetho predict``'s (within 1e-4) (checked at export on synthetic
-input, and by the tests on real recordings).
+and its probabilities (within 1e-4) and decisions equal ``stetho predict``'s (checked at
+export on synthetic input, and by the tests on real recordings).
 """
 
 from __future__ import annotations

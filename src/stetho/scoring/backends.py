@@ -200,8 +200,9 @@ class PipelineScorer:
         except ValueError as exc:
             raise ArtifactError(folder.preprocess, str(exc), REEXPORT) from None
         self.acceptance = pipeline_acceptance(preprocess)
-        self._session = open_onnx(folder.path / str(preprocess.get("model", "model.onnx")),
-                                  threads=threads)
+        self._session = open_onnx(
+            folder.path / str(preprocess.get("model", "model.onnx")), threads=threads
+        )
         self._input = str(preprocess.get("input", "wave"))
         self._output = str(preprocess.get("output", "probs"))
 
@@ -295,7 +296,11 @@ def spectrogram_image(
 
 
 def score_wave(
-    scorer: Scorer, wave: np.ndarray, *, name: str = "", rule: DecisionRule | None = None,
+    scorer: Scorer,
+    wave: np.ndarray,
+    *,
+    name: str = "",
+    rule: DecisionRule | None = None,
     detail: bool = False,
 ) -> Scored:
     """Classify and analyse one mono float32 recording at ``scorer.sample_rate`` (blocking).

@@ -156,7 +156,9 @@ def results_frame(results: Sequence[Scored], rule: DecisionRule) -> pd.DataFrame
     if rule.normal_class is not None:
         flags = [None if r.decision is None else r.decision.abnormal for r in results]
         df["abnormal"] = pd.array([None if f is None else int(f) for f in flags], dtype="Int64")
-        df["abnormal_prob"] = [np.nan if r.abnormal_prob is None else r.abnormal_prob for r in results]
+        df["abnormal_prob"] = [
+            np.nan if r.abnormal_prob is None else r.abnormal_prob for r in results
+        ]
         df["outcome"] = pd.Series(
             [None if r.decision is None else r.decision.outcome for r in results], dtype=object
         )

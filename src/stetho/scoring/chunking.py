@@ -7,12 +7,15 @@ Hydrogen Torch's two chunking methods:
   (longer recordings are split into chunks of that length and averaged).
 
 The chunking is plain numpy (:func:`recording_chunks`) so that the torch-free scoring pipeline
-can import the same rule from its own copy and produce identical chunks.
+can import the same rule from its own copy and produce identical chunks. :func:`chunk_mean` is
+the one chunk-and-score loop: the torch ensemble (:func:`predict_recordings`) and the ONNX
+backend (:class:`stetho.scoring.backends.PipelineScorer`) both run through it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -20,6 +23,7 @@ from torch import nn
 
 from stetho.config import PredictionConfig
 from stetho.data.audio import chunk
+from stetho.models import HeartSoundClassifier
 
 
 def recording_chunks(
@@ -109,7 +113,9 @@ def predict_recordings(
     Returns:
         ``(len(waves), n_classes)`` float64 probabilities.
     """
-    for model in models:
+    # Waveform-in classifiers (front end + forward_spec), whatever the caller's static type.
+    classifiers = [cast(HeartSoundClassifier, m) for m in models]
+    for model in classifiers:
         model.eval()
     device_type = torch.device(device).type
 
@@ -119,7 +125,7 @@ def predict_recordings(
         if extras is not None:
             extra = torch.from_numpy(np.stack([extras[o] for o in owners])).float().to(device)
         total: np.ndarray | None = None
-        for model in models:
+        for model in classifiers:
             # The log-mel front end stays in float32: its log needs the range.
             spec = model.frontend(xt)
             with torch.autocast(device_type=device_type, enabled=autocast):

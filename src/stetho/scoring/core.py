@@ -98,7 +98,9 @@ def run_rule(run: Run) -> DecisionRule:
     try:
         rule = DecisionRule.from_dict(run.decision)
     except ValueError as exc:
-        raise ArtifactError(where, str(exc), "fix or delete it (the default rule is used)") from None
+        raise ArtifactError(
+            where, str(exc), "fix or delete it (the default rule is used)"
+        ) from None
     if list(rule.classes) != list(run.classes):
         raise ArtifactError(
             where,

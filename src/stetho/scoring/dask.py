@@ -126,9 +126,7 @@ def predict_files_dask(
     done: list[list[Scored] | None] = [None] * len(parts)
     with connect(scheduler) as client:
         futures = [
-            client.submit(
-                _score_task, str(run_dir), fold_key, part, batch_size, rule, pure=False
-            )
+            client.submit(_score_task, str(run_dir), fold_key, part, batch_size, rule, pure=False)
             for part in parts
         ]
         index = {f.key: i for i, f in enumerate(futures)}

@@ -315,7 +315,7 @@ def _build_router() -> APIRouter:
             label=scored.label,
             abnormal_prob=None if abnormal_prob is None else round(abnormal_prob, 6),
             abnormal=decision.abnormal,
-            outcome=decision.outcome,  # type: ignore[arg-type]
+            outcome=decision.outcome,
             analysis=HeartAnalysis.model_validate(scored.analysis or {}),
             detail=scored.detail,
             elapsed_ms=round((time.perf_counter() - t0) * 1000, 1),

@@ -10,9 +10,9 @@ It reads ``model.onnx``, ``labels.json`` and ``preprocess.json`` from its own fo
 INPUT is an audio file, a folder (searched recursively by audio extension) or a csv/tsv/
 parquet table with a ``path`` (or ``audio``) column. One row per recording: ``path``,
 ``prob_<class>``..., ``label``, ``abnormal``, ``abnormal_prob`` and ``outcome`` (when the
-decision rule has a normal class), ``duration_s`` and ``error`` (empty when fine). A bad file gets its reason in ``error`` and
-the rest are scored. Exit code: 0 when every file was scored, 1 when any failed, 2 for a
-usage error.
+decision rule has a normal class), ``duration_s`` and ``error`` (empty when fine). A bad
+file gets its reason in ``error`` and the rest are scored. Exit code: 0 when every file was
+scored, 1 when any failed, 2 for a usage error or an unusable pipeline file.
 
 The decoding, validation and chunking below are copies of ``stetho.data.audio.read_audio`` and
 ``stetho.scoring.chunking.recording_chunks``: the same recording gives the same chunks, the same
@@ -341,9 +341,7 @@ class Pipeline:
                 folder / "preprocess.json", "no decision rule or sample rate (an older export?)"
             )
         self.sample_rate = int(self.prep["sample_rate"])
-        self.session = open_session(
-            folder / self.prep.get("model", "model.onnx"), threads=threads
-        )
+        self.session = open_session(folder / self.prep.get("model", "model.onnx"), threads=threads)
         self.input_name = self.session.get_inputs()[0].name
 
     def decode(self, path: str, name: str) -> np.ndarray:
@@ -379,7 +377,11 @@ class Pipeline:
 
 
 def output_columns(pipe: Pipeline) -> list[str]:
-    extra = ["abnormal", "abnormal_prob", "outcome"] if pipe.prep["decision"].get("normal_class") else []
+    extra = (
+        ["abnormal", "abnormal_prob", "outcome"]
+        if pipe.prep["decision"].get("normal_class")
+        else []
+    )
     return ["path", *(f"prob_{c}" for c in pipe.classes), "label", *extra, "duration_s", "error"]
 
 
