@@ -15,7 +15,8 @@ Two segmentation methods (:data:`METHODS`), sharing the front end (resample to 2
   well the decoded cycle fits the signal (:func:`stetho.pcg.quality.assess_segmentation`);
 * ``"envelope"``: the earlier unsupervised decoder (:mod:`stetho.pcg.segmentation`): a fixed
   logistic map of the band-limited envelopes, S1/S2 told apart by durations and pitch, heart
-  rate from the autocorrelation, quality from periodicity (:func:`stetho.pcg.quality.assess_quality`).
+  rate from the autocorrelation, quality from periodicity
+  (:func:`stetho.pcg.quality.assess_quality`).
 """
 
 from __future__ import annotations

@@ -192,7 +192,9 @@ def cycle_candidates(
 
 
 def systolic_lag_s(r: np.ndarray, envelope_hz: float, *, cycle_s: float) -> float:
-    """S1-onset to S2-onset interval (s) from the autocorrelation ``r``: the lag ``L`` maximising ``r(L) - |L - p| / p``.
+    """S1-onset to S2-onset interval (s): the lag ``L`` of ``r`` maximising ``r(L) - |L - p| / p``.
+
+    ``r`` is the envelope's autocorrelation (:func:`autocorrelation_of_log`).
 
     ``p`` is the physiological systole for the cycle length and ``L`` is searched within 40 %
     of it (and at least 0.1 s from 0 and from the cycle): an autocorrelation peak moves the

@@ -11,7 +11,8 @@ recordings by a duration-dependent hidden Markov model", Physiol. Meas. 31(4), 2
 * emissions: a multinomial logistic regression gives ``P(state | features)``; dividing by the
   state's prior ``P(state)`` turns it into a likelihood up to a per-frame constant (Springer's
   equation 9, the "hybrid" HMM trick of Bourlard and Morgan), which is what Viterbi needs;
-* durations: Springer's heart-rate-dependent Gaussians (:func:`stetho.pcg.segmentation.duration_model`);
+* durations: Springer's heart-rate-dependent Gaussians
+  (:func:`stetho.pcg.segmentation.duration_model`);
 * decoding: the explicit-duration Viterbi of :func:`stetho.pcg.segmentation.viterbi`, extended so
   that the first and last state may start before / end after the recording.
 
@@ -184,7 +185,10 @@ def fit_emissions(
     order = np.argsort(lr.classes_)
     prior = np.bincount(labels, minlength=4) / len(labels)
     return EmissionModel(
-        coef=coef[order], intercept=intercept[order], log_prior=np.log(prior), context=tuple(context)
+        coef=coef[order],
+        intercept=intercept[order],
+        log_prior=np.log(prior),
+        context=tuple(context),
     )
 
 
@@ -307,7 +311,9 @@ class Decoding:
 def _decode_once(
     log_emission: np.ndarray, frame_hz: float, cycle_s: float, systole_s: float
 ) -> tuple[np.ndarray, float]:
-    durations = duration_model(heart_rate_bpm=60.0 / cycle_s, systole_s=systole_s, frame_hz=frame_hz)
+    durations = duration_model(
+        heart_rate_bpm=60.0 / cycle_s, systole_s=systole_s, frame_hz=frame_hz
+    )
     return viterbi(log_emission, durations)
 
 
@@ -362,4 +368,6 @@ def decode(
             if lp2 >= lp + _REFINE_MARGIN:
                 lp, states, cycle_s, systole_s = lp2, states2, m_cycle, m_systole
     seg = make_segmentation(states, frame_hz, lp, edge_shift=0.5)
-    return Decoding(segmentation=seg, posterior=np.exp(log_post), cycle_s=cycle_s, systole_s=systole_s)
+    return Decoding(
+        segmentation=seg, posterior=np.exp(log_post), cycle_s=cycle_s, systole_s=systole_s
+    )
