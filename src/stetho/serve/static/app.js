@@ -34,6 +34,16 @@ function displayName(cls, names) {
   return known[cls] || cls;
 }
 
+/**
+ * Show a file name that may wrap after its separators (_ - . /), as names have no spaces: a
+ * <wbr> after each, so copying the text still gives the name itself; the title holds it too.
+ */
+function setFileName(el, name) {
+  el.replaceChildren();
+  for (const part of name.split(/(?<=[_\-./])/)) el.append(part, document.createElement("wbr"));
+  el.title = name;
+}
+
 function setError(el, message) {
   el.textContent = message || "";
   show(el, Boolean(message));
@@ -113,8 +123,7 @@ function loadPlayer(blob) {
 async function analyse(blob, name) {
   setError($("record-error"), "");
   show($("record-busy"), true);
-  $("file-name").textContent = name;
-  $("file-name").title = name;
+  setFileName($("file-name"), name);
   loadPlayer(blob);
   const form = new FormData();
   form.append("file", blob, name);
@@ -185,11 +194,14 @@ function renderResult(r) {
   q.append(tag);
   $("res-duration").textContent = fmt(r.duration_s, 1, " s");
   const file = $("res-file");
-  file.textContent = r.filename || "–";
+  const name = document.createElement("span");
+  name.className = "fname-text";
+  setFileName(name, r.filename || "–");
+  file.replaceChildren(name);
   file.title = r.filename || "";
   const sr = document.createElement("small");
   sr.textContent = `${r.sample_rate} Hz`;
-  file.append(document.createElement("br"), sr);
+  file.append(sr);
   renderBars($("res-bars"), r.classes, r.classes.map((c) => r[`prob_${c}`]), r.display_names);
   show($("result"), true);
   state.lastResult = r;
