@@ -17,9 +17,11 @@ from stetho.cli import predict as _predict
 from stetho.cli import serve as _serve
 from stetho.cli import train as _train
 from stetho.cli import tune as _tune
+from stetho.cli._common import PlainHelpGroup
 
 app = typer.Typer(
     name="stetho",
+    cls=PlainHelpGroup,
     help="Heart-sound classification: train, validate, explain, score and serve.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
