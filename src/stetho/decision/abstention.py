@@ -30,10 +30,10 @@ ABNORMAL, NORMAL_OUTCOME, RERECORD = "abnormal", "normal", "re-record"
 _LOGIT_CLIP = 1e-6
 
 
-def _distance(score: np.ndarray, threshold: float) -> np.ndarray:
+def _distance(score: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
     """|logit(score) − logit(threshold)|: how far a recording is from flipping."""
     s = np.clip(np.asarray(score, dtype=np.float64), _LOGIT_CLIP, 1 - _LOGIT_CLIP)
-    t = float(np.clip(threshold, _LOGIT_CLIP, 1 - _LOGIT_CLIP))
+    t = np.clip(np.asarray(threshold, dtype=np.float64), _LOGIT_CLIP, 1 - _LOGIT_CLIP)
     return np.asarray(np.abs(logit(s) - logit(t)))
 
 
@@ -99,13 +99,14 @@ def accepted_metrics(
 def risk_coverage(
     score: np.ndarray,
     abnormal: np.ndarray,
-    threshold: float,
+    threshold: float | np.ndarray,
     *,
     correct: np.ndarray | None = None,
     coverages: Sequence[float] = (1.0, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5),
 ) -> pd.DataFrame:
     """Accepted-recording metrics when the ``1 − coverage`` nearest the threshold abstain.
 
+    ``threshold`` may be one per recording (cross-fitted: each fold's own).
     ``correct`` (per recording, e.g. the multi-class label is right) adds an accuracy column;
     without it accuracy is that of the normal-vs-abnormal decision.
     """
