@@ -141,11 +141,11 @@ def prior_correction_bias(
         raise ValueError("give exactly one of class_weights and trained_prior")
     if loss_function == "BCE":
         return np.zeros_like(pi)
-    if class_weights is not None:
-        eff = effective_prior(pi, class_weights)
-    else:
-        assert trained_prior is not None
-        eff = _prior(trained_prior)
+    eff = (
+        effective_prior(pi, class_weights)
+        if class_weights is not None
+        else _prior(np.asarray(trained_prior, dtype=np.float64))
+    )
     if eff.shape != pi.shape:
         raise ValueError(f"trained prior has {eff.size} classes; the training prior {pi.size}")
     bias = np.log(pi) - np.log(eff)

@@ -26,6 +26,7 @@ from sklearn.metrics import balanced_accuracy_score
 from stetho.decision.abstention import abstain_band, accepted_metrics, outcomes
 from stetho.decision.calibration import (
     Calibration,
+    Method,
     calibration_metrics,
     fit_scaling,
     label_indices,
@@ -147,12 +148,14 @@ def fit_decision(
     labels = np.asarray(labels, dtype=object)
     k = len(classes)
     off = np.zeros((len(probs), k)) if offsets is None else np.asarray(offsets, dtype=float)
-    method: str = spec.calibration
-    if method == "auto":
-        method = _choose_method(
+    method: Method = (
+        _choose_method(
             probs, labels, classes, off, np.zeros(len(probs)) if folds is None else folds
         )
-    w, b = fit_scaling(probs, labels, classes, method, offset=off)  # type: ignore[arg-type]
+        if spec.calibration == "auto"
+        else spec.calibration
+    )
+    w, b = fit_scaling(probs, labels, classes, method, offset=off)
     fitted = FittedDecision(
         _method_name(method, offsets),
         tuple(map(float, w)),

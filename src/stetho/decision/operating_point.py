@@ -104,10 +104,10 @@ def choose_threshold(
     """The threshold that meets ``config`` on (score, abnormal); see the module docstring."""
     score = np.asarray(score, dtype=np.float64)
     abnormal = np.asarray(abnormal, dtype=bool)
+    value = 0.5 if config.value is None else float(config.value)  # validated for targets
     if config.target == "fixed":
-        t = float(config.value)  # type: ignore[arg-type]  # validated: fixed has a value
-        m = binary_metrics(score, abnormal, t)
-        return OperatingPoint(t, "fixed", config.value, m["sensitivity"], m["specificity"])
+        m = binary_metrics(score, abnormal, value)
+        return OperatingPoint(value, "fixed", value, m["sensitivity"], m["specificity"])
     if abnormal.all() or not abnormal.any():
         raise ValueError(
             f"choosing a {config.target!r} threshold needs both normal and abnormal recordings; "
@@ -118,10 +118,10 @@ def choose_threshold(
     # thr is decreasing; thr[0] = inf (nothing abnormal). Skip it as a candidate except for
     # a specificity of 1 that nothing else reaches.
     if config.target == "abnormal_sensitivity":
-        ok = np.flatnonzero(tpr >= config.value)
+        ok = np.flatnonzero(tpr >= value)
         i = int(ok[0])  # highest threshold: first index that reaches the value
     elif config.target == "specificity":
-        ok = np.flatnonzero(spec >= config.value)
+        ok = np.flatnonzero(spec >= value)
         i = int(ok[-1])  # lowest threshold that keeps the specificity
     else:  # macc / youden: the same point
         i = int(np.argmax(tpr + spec))
