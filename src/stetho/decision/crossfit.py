@@ -50,7 +50,8 @@ from stetho.decision.patients import (
 )
 
 CalibrationChoice = Literal["none", "prior", "temperature", "vector", "auto"]
-#: What ``auto`` chooses among, by inner cross-validated log loss on the fitting folds.
+#: What ``auto`` chooses among, by inner cross-validated log loss on the fitting folds
+#: (with a single fitting fold there is nothing to validate on: ``temperature``, one parameter).
 AUTO_CANDIDATES: tuple[Literal["prior", "temperature", "vector"], ...] = (
     "prior",
     "temperature",
@@ -106,7 +107,7 @@ class FittedDecision:
 
 def _method_name(method: str, offsets: np.ndarray | None) -> str:
     has_prior = offsets is not None and bool(np.any(offsets != 0))
-    if method == "prior":
+    if method in {"none", "prior"}:  # nothing fitted: only the fold models' offsets apply
         return "prior" if has_prior else "none"
     return f"prior+{method}" if has_prior and method != "none" else method
 
