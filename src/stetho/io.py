@@ -53,7 +53,7 @@ class ArtifactError(ValueError):
 #: Every temporary file or folder of ours is named ``.<target>.<host>-<pid>.<random>`` plus
 #: this suffix: the host and process that made it, so that a later writer can tell a
 #: leftover of a killed command (its process is gone) from one in use.
-TEMP_SUFFIX = ".stetho-tmp"
+TEMP_SUFFIX = ".stetho.tmp"
 
 _TEMP_NAME = re.compile(
     r"^\.(?P<target>.+)\.(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)\.[A-Za-z0-9_]+"
