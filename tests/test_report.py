@@ -230,5 +230,5 @@ def test_report_explains_within_its_budget_and_logs_the_final_path(
     worst_section = page.split('<section id="worst">', 1)[1].split("</section>", 1)[0]
     assert len(_data_uris(worst_section, "image/png")) == 1
     assert "time budget for explanations" in worst_section
-    logged = " ".join(r.getMessage() for r in caplog.records if r.getMessage().startswith("report:"))
+    logged = " ".join(m for m in caplog.messages if m.startswith("report:"))
     assert str(tmp_path / "run" / "report.html") in logged and ".partial" not in logged

@@ -11,6 +11,7 @@ from stetho.report.markup import table
 
 
 def data(ctx: Context) -> str:
+    """Recordings per class, source and fold; durations; skipped files; two charts."""
     rf = ctx.data
     figs = ctx.figs
     m = rf.manifest

@@ -17,6 +17,7 @@ def oof_arrays(rf: RunData) -> tuple[np.ndarray, np.ndarray]:
 
 
 def metrics(ctx: Context) -> str:
+    """Pooled per-class and overall metrics, per-fold metrics and their spread."""
     rf = ctx.data
     figs = ctx.figs
     pooled = rf.summary["pooled"]
@@ -118,6 +119,7 @@ def metrics(ctx: Context) -> str:
 
 
 def roc(ctx: Context) -> str:
+    """One-vs-rest ROC curves."""
     rf = ctx.data
     y, p = oof_arrays(rf)
     figs = ctx.figs
@@ -132,6 +134,7 @@ def roc(ctx: Context) -> str:
 
 
 def precision_recall(ctx: Context) -> str:
+    """Precision-recall curves."""
     rf = ctx.data
     y, p = oof_arrays(rf)
     figs = ctx.figs
@@ -146,6 +149,7 @@ def precision_recall(ctx: Context) -> str:
 
 
 def confusion(ctx: Context) -> str:
+    """Confusion matrix, counts and per true class."""
     rf = ctx.data
     cm = rf.summary["pooled"]["confusion_matrix"]
     figs = ctx.figs
@@ -160,6 +164,7 @@ def confusion(ctx: Context) -> str:
 
 
 def calibration(ctx: Context) -> str:
+    """Reliability diagrams."""
     rf = ctx.data
     y, p = oof_arrays(rf)
     figs = ctx.figs
@@ -175,6 +180,7 @@ def calibration(ctx: Context) -> str:
 
 
 def learning_curves(ctx: Context) -> str:
+    """Training and validation curves per fold."""
     rf = ctx.data
     figs = ctx.figs
     if not rf.history:

@@ -8,6 +8,7 @@ from stetho.report.sections.sources import single_source_classes
 
 
 def summary(ctx: Context) -> str:
+    """Headline cards, best and hardest class, the out-of-fold caveat."""
     rf = ctx.data
     pooled = rf.summary["pooled"]
     cards = [
@@ -69,6 +70,7 @@ def summary(ctx: Context) -> str:
 
 
 def warnings(ctx: Context) -> str:
+    """What the resolver, the data checks and the after-training steps warned about."""
     rf = ctx.data
     if not rf.warnings:
         return (
@@ -84,6 +86,7 @@ def warnings(ctx: Context) -> str:
 
 
 def configuration(ctx: Context) -> str:
+    """Key settings, and the whole resolved config folded away."""
     rf = ctx.data
     c = rf.config
     rows = [
@@ -128,6 +131,7 @@ def configuration(ctx: Context) -> str:
 
 
 def environment(ctx: Context) -> str:
+    """Python, platform, device, seed, commit, command and package versions."""
     rf = ctx.data
     env = rf.environment
     if not env:

@@ -23,6 +23,7 @@ def single_source_classes(manifest: pd.DataFrame) -> dict[str, str]:
 
 
 def sources(ctx: Context) -> str:
+    """Per-source metrics, with a warning for every class only one source has."""
     rf = ctx.data
     figs = ctx.figs
     per_source = rf.summary.get("per_source", {})
