@@ -18,6 +18,7 @@ runs/<name>/
   environment.json         versions, seed, git commit, device
   report.html              the self-contained report
   interpretations/         explanations of the worst-classified validation recordings
+                           (an :class:`ExplanationFolder`)
   scoring/                 the exported ONNX pipeline (a :class:`PipelineFolder`)
   mlflow_run.json          the MLflow run this run was logged to
 ```
@@ -141,6 +142,11 @@ class RunFolder:
         return self.root / "interpretations"
 
     @property
+    def explanations(self) -> ExplanationFolder:
+        """The :attr:`interpretations` folder, as an :class:`ExplanationFolder`."""
+        return ExplanationFolder(self.interpretations)
+
+    @property
     def scoring(self) -> PipelineFolder:
         return PipelineFolder(self.root / "scoring")
 
@@ -178,6 +184,15 @@ class RunFolder:
 
     def fold_checkpoint(self, fold: int) -> Path:
         return self.fold_dir(fold) / "checkpoint.pt"
+
+    def fold_histories(self) -> list[Path]:
+        """The folds' ``history.json`` files that exist, in fold order."""
+        found = []
+        for p in self.root.glob("fold-*/history.json"):
+            suffix = p.parent.name.split("-", 1)[1]
+            if suffix.isdigit():
+                found.append((int(suffix), p))
+        return [p for _, p in sorted(found)]
 
     def trained_folds(self) -> list[int]:
         """Folds whose final weights exist, in order."""
@@ -261,6 +276,41 @@ class PipelineFolder:
     @property
     def is_pipeline(self) -> bool:
         return self.model.is_file()
+
+
+@dataclass(frozen=True)
+class ExplanationFolder:
+    """What ``stetho explain`` (and the interpretations hook) writes for a set of recordings.
+
+    ```
+    index.json               methods, classes, one entry per recording, unreadable files
+    <stem>.png               waveform, spectrogram and one overlay per method
+    <stem>.<method>.npy      the (n_mels, frames) float32 map
+    <stem>.<method>.json     its time and frequency axes, class and probability
+    ```
+    """
+
+    root: Path
+
+    def __init__(self, root: str | Path) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def index(self) -> Path:
+        return self.root / "index.json"
+
+    def figure(self, stem: str) -> Path:
+        return self.root / f"{stem}.png"
+
+    def map_array(self, stem: str, method: str) -> Path:
+        return self.root / f"{stem}.{method}.npy"
+
+    def map_axes(self, stem: str, method: str) -> Path:
+        return self.root / f"{stem}.{method}.json"
+
+    def read_index(self) -> dict[str, Any] | None:
+        """The parsed ``index.json``, or ``None`` when there is none."""
+        return json.loads(self.index.read_text()) if self.index.is_file() else None
 
 
 def is_run_folder(path: str | Path) -> bool:
