@@ -111,3 +111,22 @@ def test_a_mission_recording() -> None:
     assert result.exit_code == 0, result.output
     d = json.loads(result.stdout)
     assert abs(d["heart_rate_bpm"] - 59.1) < 5 and d["usable"] is True
+
+
+def test_method_option_picks_the_segmenter(
+    recordings: tuple[Path, dict[str, SyntheticPCG]],
+) -> None:
+    root, truth = recordings
+    s = truth["slow.wav"]
+    hr = 60 / np.median(np.diff(s.s1_onsets_s))
+    for method in ("lr-hsmm", "envelope"):
+        result = runner.invoke(
+            app, ["analyze", str(root / "slow.wav"), "--json", "--method", method]
+        )
+        assert result.exit_code == 0, result.output
+        d = json.loads(result.stdout)
+        assert d["method"] == method and abs(d["heart_rate_bpm"] - hr) < 3
+    default = json.loads(runner.invoke(app, ["analyze", str(root / "slow.wav"), "--json"]).stdout)
+    assert default["method"] == "lr-hsmm"
+    bad = runner.invoke(app, ["analyze", str(root / "slow.wav"), "--method", "nope"])
+    assert bad.exit_code == 2 and "nope" in bad.output

@@ -11,8 +11,10 @@ import pytest
 from conftest import MakeWav
 
 from stetho.data import readers as datasets
+from stetho.data.folds import assign_folds
 from stetho.data.manifest import MANIFEST_COLUMNS, check_manifest, summarize_manifest
 from stetho.data.readers import pascal
+from stetho.data.readers.table import find_audio_column, table_audio_paths
 
 
 def _row(df: pd.DataFrame, name: str) -> pd.Series:
@@ -380,3 +382,60 @@ def test_summarize_manifest() -> None:
     assert facts["counts"] == {"(unlabelled)": {"s1": 1, "s2": 1}, "normal": {"s1": 1}}
     assert facts["duration_s"]["s1"] == {"min": 1.0, "median": 1.5, "max": 2.0, "total": 3.0}
     assert facts["sample_rates"] == {"s1": [4000], "s2": [2000]}
+
+
+# --- table rules: one audio column rule, empty tables ----------------------------------------
+
+
+def test_table_audio_column_is_path_or_audio(tmp_path: Path, make_wav: MakeWav) -> None:
+    """``stetho train`` takes the table ``stetho predict`` takes: ``path`` works as well as
+    ``audio``, relative to the table's folder."""
+    for name in ("a.wav", "b.wav"):
+        make_wav(tmp_path / "rec" / name, 0.6, 4000)
+    table = tmp_path / "list.csv"
+    pd.DataFrame({"path": ["rec/a.wav", "rec/b.wav"], "class": ["normal", "murmur"]}).to_csv(
+        table, index=False
+    )
+    df = datasets.read_table(table)  # audio_column="audio" (the config's default) is absent
+    assert df["path"].tolist() == [str(tmp_path / "rec" / n) for n in ("a.wav", "b.wav")]
+    assert table_audio_paths(table) == [
+        ("rec/a.wav", str(tmp_path / "rec" / "a.wav")),
+        ("rec/b.wav", str(tmp_path / "rec" / "b.wav")),
+    ]
+    frame = pd.DataFrame({"audio": ["x.wav"], "path": ["y.wav"], "file": ["z.wav"]})
+    assert find_audio_column(frame, table) == "path"
+    assert find_audio_column(frame, table, "audio") == "audio"
+    assert find_audio_column(frame, table, "file") == "file"
+    with pytest.raises(ValueError, match=r"list\.csv has no audio column; expected one of \['wav'"):
+        find_audio_column(frame, table, "wav")
+    with pytest.raises(ValueError, match=r"expected one of \['path', 'audio'\]"):
+        find_audio_column(frame[["file"]], table)
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("", "empty file (0 bytes)"),
+        ("\n\n", "the file is empty (no header row, no rows)"),
+        ("path,class\n", "has a header row (path, class) but no rows"),
+    ],
+)
+def test_empty_tables_name_the_file(tmp_path: Path, content: str, words: str) -> None:
+    table = tmp_path / "train.csv"
+    table.write_text(content)
+    for read in (datasets.read_table, table_audio_paths):
+        with pytest.raises(ValueError) as info:
+            read(table)
+        assert str(table) in str(info.value) and words in str(info.value)
+
+
+def test_single_class_folder_says_what_was_found(tmp_path: Path, make_wav: MakeWav) -> None:
+    for name in ("a.wav", "b.wav", "c.wav"):
+        make_wav(tmp_path / "rec" / "normal" / name, 0.6, 4000)
+    df = datasets.read_dataset(tmp_path / "rec")
+    assert df["label"].tolist() == ["normal"] * 3
+    with pytest.raises(ValueError, match=r"found one class, 'normal' \(3 recording\(s\)\)") as info:
+        assign_folds(df)
+    assert "at least two classes" in str(info.value) and "one subfolder per class" in str(
+        info.value
+    )

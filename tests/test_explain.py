@@ -335,3 +335,113 @@ def test_cli_explain(tmp_path, burst_model) -> None:
     )
     assert bad.exit_code == 2
     assert "could not be read" in bad.output
+
+
+def test_methods_are_a_registry() -> None:
+    from stetho.explain import get_method, method_names, register_method
+
+    assert method_names()[:3] == METHODS
+    with pytest.raises(ValueError, match=r"unknown attribution method 'lime'.*'occlusion'"):
+        get_method("lime")
+    with pytest.raises(ValueError, match="already registered"):
+        register_method("occlusion", get_method("gradcam"), cost=lambda *a: 1.0, label="x")
+
+
+def test_a_registered_method_is_used_by_name(burst_model) -> None:
+    """A plug-in method gets the model input and its map is stitched like the built-ins'."""
+    from stetho.explain import method_names, register_method
+
+    model, x_valid, _ = burst_model
+
+    def energy(model, spec, extra, *, target, loss_function, settings):
+        return spec[:, 0] - spec.mean()
+
+    if "test_energy" not in method_names():
+        register_method("test_energy", energy, cost=lambda *a: 1.0, label="Energy")
+    att = explain_waveform(model, x_valid[1], method="test_energy")
+    np.testing.assert_allclose(att.map, att.spectrogram - np.nanmean(att.spectrogram), atol=1e-4)
+
+
+def test_occlusion_cost_counts_the_forward_passes(burst_model) -> None:
+    """forward_passes predicts how many inputs occlusion really evaluates."""
+    from stetho.explain import MethodSettings
+    from stetho.explain.methods import forward_passes
+
+    model, x_valid, _ = burst_model
+    rows = []
+    handle = model.head.register_forward_hook(lambda m, i, o: rows.append(o.shape[0]))
+    try:
+        settings = MethodSettings(occlusion_window=(16, 0.5))
+        explain_waveform(
+            model, x_valid[1], method="occlusion", target=1, occlusion_window=(16, 0.5)
+        )
+    finally:
+        handle.remove()
+    with torch.no_grad():
+        spec = model.frontend(torch.from_numpy(x_valid[1][None]))
+    predicted = forward_passes(
+        "occlusion", model, settings, n_mels=spec.shape[2], frames=spec.shape[3]
+    )
+    assert sum(rows) - 1 == predicted  # explain_recording's own scoring pass is the extra one
+
+
+def test_large_backbones_get_cheaper_settings(burst_model) -> None:
+    """Above 5 M parameters the defaults switch to coarser occlusion and fewer IG steps; on
+    the reference config (4 kHz, hop 512, 128 mels, 28 s chunks) that is >5x cheaper."""
+    import copy
+
+    from stetho.explain import (
+        LARGE_MODEL_SETTINGS,
+        MethodSettings,
+        default_settings,
+        estimate_forward_passes,
+    )
+
+    model, _, _ = burst_model
+    assert default_settings(model) == MethodSettings()
+    big = copy.deepcopy(model)
+    big.register_parameter("ballast", torch.nn.Parameter(torch.zeros(5_000_001)))
+    assert default_settings(big) == LARGE_MODEL_SETTINGS
+    cfg, _ = resolve_config(
+        load_config(
+            None,
+            [
+                "architecture.width=4",
+                "audio.sample_rate=4000",
+                "audio.hop_size=512",
+                "audio.stft_window_size=2048",
+                "audio.mel_frequency_bins=128",
+                "audio.maximum_frequency=2000",
+            ],
+        )
+    )
+    reference = create_model(cfg, 5)
+    prediction = PredictionConfig(inference_chunk_method="Fix", inference_chunk_seconds=28.0)
+    fine, coarse = (
+        estimate_forward_passes(
+            reference, 28 * 4000, prediction=prediction, settings=s, methods=["occlusion"]
+        )
+        for s in (MethodSettings(), LARGE_MODEL_SETTINGS)
+    )
+    assert (fine, coarse) == (31 * 218 + 1, 15 * 54 + 1)
+    assert fine / coarse > 5
+
+
+def test_budget_stops_starting_recordings(tmp_path, burst_model, caplog) -> None:
+    """A run still named <name>.partial: the hook stops at the budget, says so in the index and
+    warnings.json, and its log lines name the folder the run will have once sealed."""
+    import logging
+
+    model, x_valid, _ = burst_model
+    run, paths = _write_run(tmp_path, model, x_valid, interpretations=True)
+    partial = run.with_name("run.partial")
+    run.rename(partial)
+    with caplog.at_level(logging.INFO, logger="stetho.explain"):
+        interpretations_hook(partial, budget_s=1e-6)  # the first recording always runs
+    index = json.loads((partial / "interpretations" / "index.json").read_text())
+    assert len(index["recordings"]) == 1 and index["not_explained"] == [str(paths[2])]
+    warnings = json.loads((partial / "warnings.json").read_text())
+    assert any("budget" in w and "1 of 2 recordings" in w for w in warnings), warnings
+    explained = [r.getMessage() for r in caplog.records if "explained 1/2" in r.getMessage()]
+    assert explained and str(run / "interpretations" / "rec1.png") in explained[0]
+    assert ".partial" not in " ".join(explained)

@@ -162,3 +162,14 @@ def test_fold_indices() -> None:
     assert len(train) + len(valid) == folds["label"].notna().sum()
     with pytest.raises(ValueError, match=r"no labelled recordings in fold 9; folds present: \[0"):
         fold_indices(folds, 9)
+
+
+def test_refusals_say_what_was_found_and_what_is_needed() -> None:
+    df = _toy(n_patients=6)
+    with pytest.raises(ValueError, match=r"found 25 recording\(s\), none labelled; .*two classes"):
+        assign_folds(df.assign(label=None))
+    one = df.assign(label=df["label"].where(df["label"].isna(), "normal"))
+    with pytest.raises(
+        ValueError, match=r"found one class, 'normal' \(18 recording\(s\) and 7 unlabelled\)"
+    ):
+        assign_folds(one)

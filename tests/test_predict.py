@@ -331,11 +331,11 @@ def _corrupt(kind: str, path: Path) -> None:
 @pytest.mark.parametrize("kind", ["random", "pickle", "empty", "truncated", "foreign"])
 def test_corrupt_model_file_is_a_clear_error(kind, sharp_run, scoring_folder, tmp_path):
     from stetho.io import ArtifactError
-    from stetho.runs import RunFolder
+    from stetho.runs.folder import RunFolder
 
     run_dir = tmp_path / "run"
     shutil.copytree(sharp_run, run_dir, ignore=shutil.ignore_patterns("scoring"))
-    bad = RunFolder(run_dir).model(1)
+    bad = RunFolder(run_dir).fold_model(1)
     _corrupt(kind, bad)
     with pytest.raises(ArtifactError) as caught:
         load_run(run_dir)

@@ -209,3 +209,26 @@ def test_report_regenerates_without_interpretations(run_dir: Path, tmp_path: Pat
     assert len(_data_uris(worst_section, "image/png")) == 1
     bad = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
     assert bad.exit_code == 2 and "not a stetho run folder" in bad.output
+
+
+def test_report_explains_within_its_budget_and_logs_the_final_path(
+    run_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Re-reported without interpretations/, with a budget that only lets the first recording
+    be explained; the folder is still <name>.partial, and the log names the sealed path."""
+    import logging
+
+    from stetho.report import write_report
+
+    copy = tmp_path / "run.partial"
+    shutil.copytree(run_dir, copy)
+    shutil.rmtree(copy / "interpretations")
+    with caplog.at_level(logging.INFO, logger="stetho.report"):
+        path = write_report(copy, n_worst=2, explain_budget_s=1e-6)
+    assert path == copy / "report.html"
+    page = path.read_text()
+    worst_section = page.split('<section id="worst">', 1)[1].split("</section>", 1)[0]
+    assert len(_data_uris(worst_section, "image/png")) == 1
+    assert "time budget for explanations" in worst_section
+    logged = " ".join(m for m in caplog.messages if m.startswith("report:"))
+    assert str(tmp_path / "run" / "report.html") in logged and ".partial" not in logged

@@ -20,7 +20,8 @@ from stetho.decision import Calibration, DecisionRule
 from stetho.export import export_pipeline
 from stetho.io import atomic_write_json
 from stetho.metrics import normal_vs_abnormal
-from stetho.runs import RunFolder, load_run
+from stetho.runs import load_run
+from stetho.runs.folder import RunFolder
 from stetho.scoring import RunScorer, run_rule
 from stetho.scoring.batch import collect_inputs, predict_files
 from stetho.serve import ServeSettings, create_app

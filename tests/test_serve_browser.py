@@ -1,8 +1,10 @@
 """The web page in headless Chromium (Debian's ``/usr/bin/chromium``, driven by Playwright)
 against a real uvicorn server on 127.0.0.1: upload a recording and see the result, stream a
-recording live, stream the (fake) microphone.
+recording live, stream the (fake) microphone; play the upload back; long file names and a
+phone-sized screen.
 
-Set ``STETHO_SCREENSHOT_DIR=docs`` to write ``web.png`` (the upload result) there. The page's
+Set ``STETHO_SCREENSHOT_DIR=docs`` to write ``web.png`` (the upload result) there, and
+``web-phone.png`` (the result on a 390 x 844 phone screen). The page's
 Content-Security-Policy forbids ``eval``, so the tests wait on selectors, not on JS predicates.
 """
 
@@ -14,6 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,6 +52,32 @@ OVERRIDES = [
     "training.run_interpretations=false",
 ]
 MURMUR = "murmur__122_1306325762831_C.wav"
+#: A long name without spaces, as devices and archives produce them.
+LONG_NAME = "ward-7_bed-12_patient-0042_" + "x" * 60 + "_2026-12-01T09-15-00_murmur.wav"
+PHONE = {"width": 390, "height": 844}
+
+#: Resolves with the player's duration once the browser has decoded the file's header.
+PLAYER_DURATION = """() => new Promise((resolve, reject) => {
+    const p = document.getElementById('player');
+    if (p.readyState >= 1) return resolve(p.duration);
+    p.addEventListener('loadedmetadata', () => resolve(p.duration));
+    p.addEventListener('error', () => reject(new Error('player cannot decode the upload')));
+})"""
+
+#: Muted, so no autoplay policy stands in the way.
+PLAY_MUTED = (
+    "() => { const p = document.getElementById('player'); p.muted = true; return p.play(); }"
+)
+
+#: Horizontal overflow of the whole page, and the boxes of the shown S1/S2 labels.
+LAYOUT = """() => ({
+    scrollWidth: document.documentElement.scrollWidth,
+    innerWidth: window.innerWidth,
+    marks: Number(document.getElementById('wave-labels').dataset.marks),
+    wave: document.getElementById('wave').getBoundingClientRect().toJSON(),
+    labels: [...document.querySelectorAll('#wave-labels .mark-label')].map((e) => ({
+        text: e.textContent, ...e.getBoundingClientRect().toJSON() })),
+})"""
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +119,9 @@ def base_url(mission_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     sock.close()
 
 
-@pytest.fixture
-def page(browser: object, base_url: str) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1200, "height": 900})  # type: ignore[attr-defined]
+@contextmanager
+def open_page(browser: object, base_url: str, **context_args: object) -> Iterator[object]:
+    context = browser.new_context(**context_args)  # type: ignore[attr-defined]
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -113,6 +142,38 @@ def page(browser: object, base_url: str) -> Iterator[object]:
     context.close()
 
 
+@pytest.fixture
+def page(browser: object, base_url: str) -> Iterator[object]:
+    with open_page(browser, base_url, viewport={"width": 1200, "height": 900}) as pg:
+        yield pg
+
+
+@pytest.fixture
+def phone(browser: object, base_url: str) -> Iterator[object]:
+    with open_page(
+        browser, base_url, viewport=PHONE, device_scale_factor=3, is_mobile=True, has_touch=True
+    ) as pg:
+        yield pg
+
+
+def long_named_copy(mission_dir: Path, tmp_path: Path) -> Path:
+    path = tmp_path / LONG_NAME
+    shutil.copy(mission_dir / "set_b" / MURMUR, path)
+    return path
+
+
+def assert_fits(pg: object, selector: str) -> None:
+    """The element shows its content inside its own box (wrapped, not cut or overflowing)."""
+    box = pg.evaluate(  # type: ignore[attr-defined]
+        "(s) => { const e = document.querySelector(s); "
+        "return [e.scrollWidth, e.clientWidth, e.getBoundingClientRect().right]; }",
+        selector,
+    )
+    scroll_width, client_width, right = box
+    assert scroll_width <= client_width + 1, f"{selector} overflows its box: {box}"
+    assert right <= pg.evaluate("() => window.innerWidth"), f"{selector} leaves the screen"  # type: ignore[attr-defined]
+
+
 def test_upload_shows_the_result(page: object, mission_dir: Path) -> None:
     pg = page
     pg.wait_for_selector("#model-info:has-text('murmur')")
@@ -124,6 +185,13 @@ def test_upload_shows_the_result(page: object, mission_dir: Path) -> None:
     assert pg.inner_text("#res-duration") == "5.6 s"
     bars = pg.query_selector_all("#res-bars .bar")
     assert [b.get_attribute("data-cls") for b in bars] == ["murmur", "normal"]
+    # The recording can be played back: the uploaded file itself, from an object URL.
+    assert pg.get_attribute("#player", "src").startswith("blob:")
+    assert pg.evaluate(PLAYER_DURATION) == pytest.approx(5.6, abs=0.05)
+    pg.evaluate(
+        "() => { const p = document.getElementById('player'); p.muted = true; return p.play(); }"
+    )
+    pg.wait_for_selector("#playhead:not(.hidden)", timeout=10_000)
     # The waveform and the spectrogram were drawn (non-blank pixels).
     for canvas in ("wave", "spec"):
         inked = pg.evaluate(
@@ -140,6 +208,40 @@ def test_upload_shows_the_result(page: object, mission_dir: Path) -> None:
     shots = os.environ.get("STETHO_SCREENSHOT_DIR")
     if shots:
         pg.screenshot(path=str(Path(shots) / "web.png"), full_page=True)
+
+
+def test_long_file_name_is_shown_whole(page: object, mission_dir: Path, tmp_path: Path) -> None:
+    pg = page
+    pg.set_input_files("#file", str(long_named_copy(mission_dir, tmp_path)))
+    pg.wait_for_selector("#result:not(.hidden)", timeout=30_000)
+    for selector in ("#file-name", "#res-file"):
+        assert LONG_NAME in pg.inner_text(selector).replace("\n", "")
+        assert pg.get_attribute(selector, "title") == LONG_NAME
+        assert_fits(pg, selector)
+
+
+def test_phone_screen_fits_and_labels_do_not_overlap(
+    phone: object, mission_dir: Path, tmp_path: Path
+) -> None:
+    pg = phone
+    pg.wait_for_selector("#model-info:has-text('murmur')")
+    pg.set_input_files("#file", str(long_named_copy(mission_dir, tmp_path)))
+    pg.wait_for_selector("#result:not(.hidden)", timeout=30_000)
+    shots = os.environ.get("STETHO_SCREENSHOT_DIR")
+    if shots:
+        pg.screenshot(path=str(Path(shots) / "web-phone.png"), full_page=True)
+    layout = pg.evaluate(LAYOUT)
+    assert layout["innerWidth"] == PHONE["width"]
+    assert layout["scrollWidth"] <= layout["innerWidth"], "the page scrolls sideways"
+    for selector in ("#file-name", "#res-file", "#res-label", "#res-bars"):
+        assert_fits(pg, selector)
+    labels = sorted(layout["labels"], key=lambda b: b["left"])
+    assert {b["text"] for b in labels} == {"S1", "S2"}
+    assert len(labels) <= layout["marks"]
+    for a, b in zip(labels, labels[1:], strict=False):
+        assert a["right"] <= b["left"], f"labels overlap: {a} {b}"
+    wave = layout["wave"]
+    assert all(wave["left"] <= b["left"] and b["right"] <= wave["right"] + 6 for b in labels)
 
 
 def test_upload_of_non_audio_shows_the_reason(page: object, tmp_path: Path) -> None:

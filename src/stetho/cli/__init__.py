@@ -12,22 +12,25 @@ import typer
 
 from stetho.cli import analyze as _analyze
 from stetho.cli import data as _data
+from stetho.cli import explain as _explain
 from stetho.cli import export as _export
-from stetho.cli import insight as _insight
 from stetho.cli import predict as _predict
+from stetho.cli import report as _report
 from stetho.cli import serve as _serve
 from stetho.cli import train as _train
 from stetho.cli import tune as _tune
+from stetho.cli._common import PlainHelpGroup
 
 app = typer.Typer(
     name="stetho",
+    cls=PlainHelpGroup,
     help="Heart-sound classification: train, validate, explain, score and serve.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 
-for _module in (_analyze, _data, _export, _insight, _predict, _serve, _train, _tune):
+for _module in (_analyze, _data, _explain, _export, _predict, _report, _serve, _train, _tune):
     _module.register(app)
 
 

@@ -57,6 +57,12 @@ def analyze(
     plot: Path = typer.Option(
         None, "--plot", help="Write a PNG per recording (waveform, envelope, S1/S2) here."
     ),
+    method: str = typer.Option(
+        "lr-hsmm",
+        "--method",
+        help="Segmentation: lr-hsmm (Springer's logistic-regression HSMM, default) or "
+        "envelope (the earlier unsupervised decoder).",
+    ),
 ) -> None:
     """Heart rate, S1/S2 onsets, systole/diastole, RR statistics, irregularity and quality.
 
@@ -64,13 +70,17 @@ def analyze(
     in its ``error`` entry), 2 for a usage error.
     """
     from stetho.data.audio import iter_audio_files
-    from stetho.pcg import analyze_file
+    from stetho.pcg import METHODS, analyze_file
 
+    if method not in METHODS:
+        raise typer.BadParameter(
+            f"{method!r}: expected one of {', '.join(METHODS)}", param_hint="--method"
+        )
     with cli_errors():
         files = [target] if target.is_file() else iter_audio_files(target)
         if not files:
             raise FileNotFoundError(f"{target}: no audio files found")
-        results = [analyze_file(path, plot_dir=plot) for path in files]
+        results = [analyze_file(path, plot_dir=plot, method=method) for path in files]
     if as_json:
         payload: Any = results[0] if target.is_file() else results
         typer.echo(json.dumps(payload, indent=2))

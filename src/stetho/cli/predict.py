@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from stetho.cli._common import cli_errors
+from stetho.cli.extras import require_extra
 
 console = Console(stderr=True)
 
@@ -61,6 +62,7 @@ def predict(
         items = collect_inputs(inputs)
         folds = None if fold is None else [fold]
         if dask:
+            require_extra("distributed", "dask", "--dask")
             from stetho.scoring.dask import predict_files_dask
 
             df = predict_files_dask(

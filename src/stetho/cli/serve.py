@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from stetho.cli._common import cli_errors
+from stetho.cli.extras import require_extra
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ def serve(
     Every option can also come from a STETHO_<OPTION> environment variable (STETHO_MODEL_PATH,
     STETHO_API_KEY, ...); flags win over the environment.
     """
+    # uvicorn and fastapi are core dependencies; an install that predates that lacks them.
+    require_extra("uvicorn", "serve", "stetho serve")
     import uvicorn
     from pydantic import ValidationError
 

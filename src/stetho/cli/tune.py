@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stetho.cli._common import cli_errors, resolve_data_dir
+from stetho.cli.extras import require_extra
 
 
 def tune(
@@ -50,6 +51,7 @@ def tune(
 ) -> None:
     """Search hyperparameters (objective: pooled out-of-fold macro AUC) and write the best
     config as YAML. Run it again with the same --storage to resume."""
+    require_extra("optuna", "tune", "stetho tune")
     from stetho.config import load_config
     from stetho.workflows.tune import load_search_space
     from stetho.workflows.tune import tune as run_tune

@@ -72,6 +72,30 @@ def _check_splits(labels: pd.Series, groups: pd.Series, n_splits: int, what: str
         )
 
 
+#: What a classifier's data needs, said in every refusal of a dataset without it.
+_NEEDED = (
+    "validation folds need labelled recordings of at least two classes (a folder: one "
+    "subfolder per class, e.g. normal/ and abnormal/; a table: a label column)"
+)
+
+
+def _check_classes(labels: pd.Series, n_rows: int) -> None:
+    """Refuse data that cannot train a classifier, saying what was found and what is needed."""
+    counts = labels.astype(str).value_counts()
+    if len(counts) == 0:
+        raise ValueError(
+            f"assign_folds: no labelled recordings to split: found {n_rows} recording(s), none "
+            f"labelled; {_NEEDED}"
+        )
+    if len(counts) == 1:
+        label, n = next(iter(counts.items()))
+        unlabelled = n_rows - n
+        also = f" and {unlabelled} unlabelled" if unlabelled else ""
+        raise ValueError(
+            f"assign_folds: found one class, {label!r} ({n} recording(s){also}); {_NEEDED}"
+        )
+
+
 def assign_folds(
     df: pd.DataFrame,
     *,
@@ -119,8 +143,7 @@ def assign_folds(
         )
     out = df.copy()
     labelled = out[label_column].notna().to_numpy()
-    if not labelled.any():
-        raise ValueError("assign_folds: no labelled recordings to split")
+    _check_classes(out.loc[labelled, label_column], len(out))
     labels = out.loc[labelled, label_column].astype(str)
     groups = out.loc[labelled, group_column].astype(str)
 

@@ -9,13 +9,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from stetho.explain.methods import method_label
 from stetho.viz import style
-
-_METHOD_LABELS = {
-    "gradcam": "Grad-CAM (last conv block)",
-    "occlusion": "Occlusion",
-    "integrated_gradients": "Integrated gradients",
-}
 
 
 def _band_ticks(ax: Any, freqs_hz: np.ndarray, n: int = 5) -> None:
@@ -109,7 +104,7 @@ def plot_explanation(
         shade(ax)
         _band_ticks(ax, freqs)
         ax.set_ylabel("Hz")
-        label = _METHOD_LABELS.get(a.method, a.method)
+        label = method_label(a.method)
         ax.set_title(
             f"{label}: evidence for '{a.class_name}' (p={a.probability:.2f}); "
             "red raises, blue lowers it",
@@ -129,7 +124,8 @@ def plot_explanation(
     ax_t.set_title("Where in time the evidence lies (positive attribution per frame)", loc="left")
     ax_t.legend(fontsize=7, frameon=False, loc="upper right")
     for ax in fig.axes:
-        if ax is not ax_t and ax.get_subplotspec().colspan.start == 0:
+        spec = ax.get_subplotspec()
+        if ax is not ax_t and spec is not None and spec.colspan.start == 0:
             ax.tick_params(labelbottom=False)
     if title:
         fig.suptitle(title, fontsize=10, x=0.01, ha="left", y=1 - 0.1 / height)

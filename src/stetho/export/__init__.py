@@ -37,14 +37,15 @@ from torch import nn
 
 from stetho.config import load_config
 from stetho.io import atomic_write_json, atomic_write_text
-from stetho.runs import PipelineFolder, Run, RunFolder, load_run
+from stetho.runs import Run, load_run
+from stetho.runs.folder import PipelineFolder, RunFolder
 from stetho.scoring.chunking import logits_to_probs
 from stetho.scoring.core import run_acceptance, run_rule
 
 logger = logging.getLogger(__name__)
 
 #: The folder ``training.build_scoring_pipelines`` writes inside the run folder.
-SCORING_DIR = RunFolder(".").scoring.name
+SCORING_DIR = RunFolder(".").scoring.root.name
 TEMPLATE_DIR = Path(__file__).resolve().parent / "template"
 MODEL_FILE = PipelineFolder(".").model.name
 INPUT_NAME = "wave"
@@ -259,7 +260,7 @@ def export_pipeline(
         folder = PipelineFolder(work)
         atomic_write_json(folder.labels, labels)
         atomic_write_json(folder.preprocess, prep)
-        shutil.copyfile(TEMPLATE_DIR / "score.py", folder.score_py)
+        shutil.copyfile(TEMPLATE_DIR / "score.py", folder.script)
         shutil.copyfile(TEMPLATE_DIR / "requirements.txt", folder.requirements)
         atomic_write_text(folder.readme, _readme(run, prep))
         # Readable by the service account that will run it, not only by whoever exported it.
@@ -287,4 +288,4 @@ def export_hook(run_dir: str | Path) -> None:
     config = load_config(rf.config)
     if not config.training.build_scoring_pipelines:
         return
-    export_pipeline(rf.path, rf.scoring, overwrite=True)
+    export_pipeline(rf.root, rf.scoring.root, overwrite=True)

@@ -24,7 +24,7 @@ share of estimates within 5 bpm:
 * the autocorrelation cannot tell systole (S1->S2) from diastole (S2->S1), and Springer's
   search window (0.2 s, T/2] assumes systole is the shorter, which fails above ~120 bpm; the
   systolic lag is instead the autocorrelation maximum penalised by its distance to the
-  physiological systole for the cycle length (:func:`stetho.pcg.synthetic.systole_interval_s`),
+  physiological systole for the cycle length (:func:`stetho.pcg.physiology.systole_interval_s`),
   which also keeps a systolic murmur from pulling it to the end of S1.
 
 The confidence is the normalised autocorrelation at the chosen lag: 1 for a perfectly periodic
@@ -40,7 +40,7 @@ from scipy import fft
 from scipy import signal as sps
 
 from stetho.pcg.envelopes import normalise
-from stetho.pcg.synthetic import systole_interval_s
+from stetho.pcg.physiology import MAX_HEART_RATE_BPM, MIN_HEART_RATE_BPM, systole_interval_s
 
 #: A peak at a half or a third of the best lag replaces it when at least this high relative.
 OCTAVE_RATIO = 0.9
@@ -105,8 +105,8 @@ def estimate_heart_rate(
     envelope: np.ndarray,
     envelope_hz: float,
     *,
-    min_bpm: float = 30.0,
-    max_bpm: float = 200.0,
+    min_bpm: float = MIN_HEART_RATE_BPM,
+    max_bpm: float = MAX_HEART_RATE_BPM,
 ) -> HeartRateEstimate:
     """Estimate heart rate from a homomorphic envelope (frames,) sampled at ``envelope_hz``.
 
@@ -120,7 +120,7 @@ def estimate_heart_rate(
     peak = float(np.max(env)) if env.size else 0.0
     if not peak > 0:
         return HeartRateEstimate(float("nan"), 0.0, float("nan"))
-    r = autocorrelation(np.log(np.maximum(env, 1e-6 * peak)))
+    r = autocorrelation_of_log(env)
     lo = max(1, int(np.floor(60.0 / max_bpm * envelope_hz)))
     hi = min(len(r) - 2, int(np.ceil(60.0 / min_bpm * envelope_hz)))
     peaks = _peaks_between(r, lo, hi)
@@ -149,12 +149,52 @@ def estimate_heart_rate(
     return HeartRateEstimate(
         heart_rate_bpm=60.0 / cycle_s,
         confidence=float(np.clip(height, 0.0, 1.0)),
-        systole_s=_systole_s(r, envelope_hz, cycle_s=cycle_s),
+        systole_s=systolic_lag_s(r, envelope_hz, cycle_s=cycle_s),
     )
 
 
-def _systole_s(r: np.ndarray, envelope_hz: float, *, cycle_s: float) -> float:
-    """S1-onset to S2-onset interval (s): the lag ``L`` maximising ``r(L) - |L - p| / p``.
+def autocorrelation_of_log(envelope: np.ndarray) -> np.ndarray:
+    """:func:`autocorrelation` of the log of a non-negative envelope (floored at 1e-6 of its peak).
+
+    The logarithm makes loudness changes add instead of multiply (see the module docstring).
+    """
+    env = np.asarray(envelope, dtype=np.float64)
+    peak = float(np.max(env)) if env.size else 0.0
+    if not peak > 0:
+        return np.zeros(len(env))
+    return autocorrelation(np.log(np.maximum(env, 1e-6 * peak)))
+
+
+def cycle_candidates(
+    envelope: np.ndarray,
+    envelope_hz: float,
+    *,
+    min_bpm: float = MIN_HEART_RATE_BPM,
+    max_bpm: float = MAX_HEART_RATE_BPM,
+) -> list[float]:
+    """Cycle lengths (s) the recording may have, best first, for a decoder to choose among.
+
+    The autocorrelation's best peak (:func:`estimate_heart_rate`), then the same at half and
+    twice that lag when it lies in range: the autocorrelation cannot tell a cycle from two
+    (S1-S1 alike, S2-S2 alike) nor, at fast rates, a cycle from its half (systole and diastole
+    alike), and a decoder whose emissions see the sounds can.  Empty when there is no peak.
+    """
+    estimate = estimate_heart_rate(envelope, envelope_hz, min_bpm=min_bpm, max_bpm=max_bpm)
+    if not np.isfinite(estimate.heart_rate_bpm):
+        return []
+    cycle = estimate.cycle_s
+    out = [cycle]
+    for factor in (0.5, 2.0):
+        bpm = 60.0 / (factor * cycle)
+        if min_bpm <= bpm <= max_bpm and factor * cycle * envelope_hz < len(envelope) / 1.5:
+            out.append(factor * cycle)
+    return out
+
+
+def systolic_lag_s(r: np.ndarray, envelope_hz: float, *, cycle_s: float) -> float:
+    """S1-onset to S2-onset interval (s): the lag ``L`` of ``r`` maximising ``r(L) - |L - p| / p``.
+
+    ``r`` is the envelope's autocorrelation (:func:`autocorrelation_of_log`).
 
     ``p`` is the physiological systole for the cycle length and ``L`` is searched within 40 %
     of it (and at least 0.1 s from 0 and from the cycle): an autocorrelation peak moves the

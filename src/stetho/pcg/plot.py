@@ -14,6 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from stetho.io import atomic_path
+from stetho.pcg.segmentation import STATES
 
 if TYPE_CHECKING:
     from stetho.pcg import PCGAnalysis
@@ -45,13 +46,13 @@ def plot_analysis(
     *,
     title: str = "",
 ) -> Path:
-    """Write a PNG of the waveform, the homomorphic envelope and the S1/S2 spans; returns the path.
+    """Write a PNG of the waveform, envelope, S1/S2 spans and decoded states; returns the path.
 
     ``x`` (samples,) at ``sample_rate_hz`` is the recording :func:`stetho.pcg.analyze` was given.
     """
-    fig = Figure(figsize=(12, 5), dpi=100)
+    fig = Figure(figsize=(12, 6), dpi=100)
     FigureCanvasAgg(fig)
-    wave_ax, env_ax = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    wave_ax, env_ax, state_ax = fig.subplots(3, 1, sharex=True, height_ratios=(2, 1, 0.8))
     times_s, values = _decimate_for_drawing(np.asarray(x, dtype=np.float64), sample_rate_hz)
     wave_ax.plot(times_s, values, color="0.3", linewidth=0.4)
     env_times_s = np.arange(len(analysis.envelope)) / analysis.envelope_hz
@@ -80,9 +81,25 @@ def plot_analysis(
     wave_ax.set_title(
         f"{title}  {summary}, quality {analysis.quality.index:.2f} ({verdict})", fontsize=10
     )
+    # Decoded state per frame, and the stretches the quality check calls usable.
+    state_times_s = np.arange(len(analysis.states)) / analysis.envelope_hz
+    state_ax.step(state_times_s, analysis.states, where="post", color="black", linewidth=0.8)
+    state_ax.set_yticks(range(len(STATES)), STATES, fontsize=7)
+    state_ax.invert_yaxis()
+    for i, (start_s, end_s) in enumerate(analysis.usable_segments_s):
+        state_ax.axvspan(
+            start_s,
+            end_s,
+            color="tab:green",
+            alpha=0.15,
+            linewidth=0,
+            label="usable" if i == 0 else None,
+        )
+    if len(analysis.usable_segments_s):
+        state_ax.legend(loc="upper right", fontsize=7)
+    state_ax.set_xlabel("time (s)")
     wave_ax.set_ylabel("amplitude")
     env_ax.set_ylabel("envelope")
-    env_ax.set_xlabel("time (s)")
     if len(analysis.s1_s) or len(analysis.s2_s):
         wave_ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()

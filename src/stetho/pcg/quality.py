@@ -115,3 +115,133 @@ def assess_quality(
     return Quality(
         index=index, usable=index >= 0.5, reasons=reasons, scores=scores, measurements=measurements
     )
+
+
+# --- quality of an LR-HSMM segmentation --------------------------------------------------------
+#
+# The LR-HSMM's quality judges the signal through the decoded cycle, not the rhythm: an
+# extrasystole changes a diastole's length, which the checks below ignore, while noise, a
+# wrong rate or a missing sound make the decoded states disagree with the frame-wise evidence
+# or the systoles (the steadiest interval of the cycle, Weissler et al. 1968) vary.
+
+#: (bad, good) ends of the ramp of the mean posterior of the decoded states (the "fit").
+FIT_RAMP = (0.6, 0.75)
+#: (bad, good) ends of the ramp of the share of cycles with a consistent systole.
+CONSISTENCY_RAMP = (0.5, 0.85)
+#: A decoded systole (S1 onset to S2 onset) counts as consistent within this fraction of the
+#: median: beat-to-beat variation of systole is a few percent, that of diastole much more.
+SYSTOLE_TOLERANCE = 0.2
+#: Smoothing window (s) of the per-frame fit for the usable segments: two cycles at 60 bpm.
+SEGMENT_WINDOW_S = 2.0
+#: Shortest usable segment (s).
+MIN_SEGMENT_S = 2.0
+
+
+def cycle_consistency(s1_s: np.ndarray, s2_s: np.ndarray) -> float:
+    """Share of decoded S1 sounds followed by an S2 at a systolic lag near the median one.
+
+    NaN when fewer than two S1-S2 pairs were decoded.
+    """
+    if len(s1_s) == 0 or len(s2_s) == 0:
+        return float("nan")
+    s2_on = np.sort(s2_s[:, 0])
+    lags = []
+    for on in s1_s[:, 0]:
+        after = s2_on[s2_on > on]
+        lags.append(after[0] - on if after.size else np.nan)
+    lags_arr = np.asarray(lags)
+    finite = lags_arr[np.isfinite(lags_arr)]
+    if finite.size < 2:
+        return float("nan")
+    median = float(np.median(finite))
+    ok = np.abs(lags_arr - median) <= SYSTOLE_TOLERANCE * median
+    return float(np.mean(ok))
+
+
+def assess_segmentation(
+    *,
+    clipping: float,
+    fit: float,
+    consistency: float,
+    contrast: float,
+    n_s1: int,
+    duration_s: float,
+) -> Quality:
+    """Quality of a recording from its LR-HSMM decoding (see the comment above).
+
+    ``fit`` is the mean emission posterior of the decoded state, ``consistency`` the share of
+    cycles with a consistent systole (:func:`cycle_consistency`).  The index is the smallest of
+    the five scores, as in :func:`assess_quality`.
+    """
+    measurements = {
+        "clipping": clipping,
+        "fit": fit,
+        "consistency": consistency,
+        "contrast": contrast,
+        "cycles": float(n_s1),
+    }
+    ramps = {
+        "clipping": CLIPPING_RAMP,
+        "fit": FIT_RAMP,
+        "consistency": CONSISTENCY_RAMP,
+        "contrast": CONTRAST_RAMP,
+        "cycles": CYCLES_RAMP,
+    }
+    scores = {name: _ramp(value, *ramps[name]) for name, value in measurements.items()}
+    messages = {
+        "clipping": f"clipping: {100 * clipping:.1f}% of samples at the peak level",
+        "fit": f"noise: the decoded heart cycle fits the signal poorly (fit {fit:.2f})",
+        "consistency": (
+            f"inconsistent cycle: only {100 * consistency:.0f}% of systoles alike"
+            if np.isfinite(consistency)
+            else "inconsistent cycle: no S1-S2 pairs decoded"
+        ),
+        "contrast": f"noise: heart sounds only {contrast:.2f}x the background envelope",
+        "cycles": f"too few cycles: {n_s1} complete S1 found",
+    }
+    index = min(scores.values())
+    reasons = tuple(messages[name] for name, score in scores.items() if score < 0.5)
+    del duration_s  # the caller has already refused recordings under MIN_DURATION_S
+    return Quality(
+        index=index, usable=index >= 0.5, reasons=reasons, scores=scores, measurements=measurements
+    )
+
+
+def usable_segments(
+    fit: np.ndarray,
+    envelope: np.ndarray,
+    is_sound: np.ndarray,
+    frame_hz: float,
+    *,
+    usable: bool = True,
+) -> np.ndarray:
+    """[start, end] spans (n, 2), in seconds, where the decoded cycle fits the signal locally.
+
+    Over a sliding :data:`SEGMENT_WINDOW_S`, the mean per-frame ``fit`` (posterior of the
+    decoded kind, sound or gap) and the local contrast (geometric mean of ``envelope`` in the
+    decoded sounds over that in the gaps) must both reach the middle of their ramps
+    (:data:`FIT_RAMP`, :data:`CONTRAST_RAMP`); runs shorter than :data:`MIN_SEGMENT_S` are
+    dropped.  Empty when the recording as a whole is not ``usable``.
+    """
+    from scipy import ndimage
+
+    n = len(fit)
+    if not usable or n == 0:
+        return np.empty((0, 2))
+    size = max(1, int(round(SEGMENT_WINDOW_S * frame_hz)))
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        return ndimage.uniform_filter1d(values.astype(np.float64), size=size, mode="nearest")
+
+    log_env = np.log(np.maximum(envelope, 1e-12 * max(float(np.max(envelope)), 1e-300)))
+    sound = is_sound.astype(np.float64)
+    n_sound, n_gap = mean(sound), mean(1.0 - sound)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_contrast = mean(log_env * sound) / n_sound - mean(log_env * (1.0 - sound)) / n_gap
+    good = (mean(np.asarray(fit)) >= 0.5 * sum(FIT_RAMP)) & (
+        np.nan_to_num(log_contrast, nan=-np.inf) >= np.log(0.5 * sum(CONTRAST_RAMP))
+    )
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], good.astype(np.int8), [0]])))
+    runs = edges.reshape(-1, 2) / frame_hz
+    keep = (runs[:, 1] - runs[:, 0]) >= min(MIN_SEGMENT_S, n / frame_hz)
+    return runs[keep]

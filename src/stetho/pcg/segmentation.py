@@ -31,7 +31,7 @@ import numpy as np
 from scipy import special, stats
 
 from stetho.pcg.envelopes import normalise
-from stetho.pcg.synthetic import systole_interval_s
+from stetho.pcg.physiology import systole_interval_s
 
 #: States in cycle order.
 STATES = ("S1", "systole", "S2", "diastole")
@@ -41,7 +41,7 @@ S1, SYSTOLE, S2, DIASTOLE = range(4)
 ECTOPIC_WEIGHT = 0.1
 
 #: Spread (s) of a recording's median S1-to-S2 interval about the physiological systole for
-#: its cycle length (:func:`stetho.pcg.synthetic.systole_interval_s`): between-subject spread
+#: its cycle length (:func:`stetho.pcg.physiology.systole_interval_s`): between-subject spread
 #: of electromechanical systole at a given rate (~15 ms, Weissler et al. 1968) and of the
 #: Q-to-S1 delay, plus the 20 ms frame grid.  Used by :func:`label_evidence`.
 SYSTOLE_SPREAD_S = 0.03
@@ -201,16 +201,24 @@ def segment(
         heart_rate_bpm=heart_rate_bpm, systole_s=systole_s, frame_hz=frame_hz
     )
     states, log_probability = viterbi(log_emission, durations)
-    return _segmentation(states, frame_hz, log_probability)
+    return make_segmentation(states, frame_hz, log_probability)
 
 
-def _segmentation(states: np.ndarray, frame_hz: float, log_probability: float) -> Segmentation:
+def make_segmentation(
+    states: np.ndarray, frame_hz: float, log_probability: float, *, edge_shift: float = 0.0
+) -> Segmentation:
+    """A :class:`Segmentation` from per-frame states; sound bounds at ``(frame - edge_shift) / hz``.
+
+    A frame's features describe its centre, so a state change between frames ``k - 1`` and ``k``
+    is best placed half-way, ``edge_shift = 0.5`` (the LR-HSMM, trained on annotated onsets);
+    the envelope method keeps 0, its constants having been set with it.
+    """
     return Segmentation(
         states=states,
         frame_hz=frame_hz,
         log_probability=log_probability,
-        s1_s=complete_runs(states, S1) / frame_hz,
-        s2_s=complete_runs(states, S2) / frame_hz,
+        s1_s=(complete_runs(states, S1) - edge_shift) / frame_hz,
+        s2_s=(complete_runs(states, S2) - edge_shift) / frame_hz,
     )
 
 
@@ -333,7 +341,7 @@ def resolve_labels(
     evidence = label_evidence(other, x, sample_rate_hz, heart_rate_bpm=heart_rate_bpm)
     if np.isfinite(other.log_probability) and evidence.total >= 0:
         return other
-    return _segmentation(_SWAPPED[seg.states], seg.frame_hz, seg.log_probability)
+    return make_segmentation(_SWAPPED[seg.states], seg.frame_hz, seg.log_probability)
 
 
 def energy_centroids_s(x: np.ndarray, sample_rate_hz: float, intervals_s: np.ndarray) -> np.ndarray:

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
+from stetho.pcg.physiology import systole_interval_s
+
+__all__ = ["S1_DURATION_S", "S2_DURATION_S", "SyntheticPCG", "synthesize_pcg", "systole_interval_s"]
+
 #: Nominal sound durations (s): Schmidt et al. 2010 report 122 ms for S1 and 92 ms for S2.
 S1_DURATION_S = 0.12
 S2_DURATION_S = 0.09
@@ -39,11 +43,6 @@ class SyntheticPCG:
     def rr_intervals_s(self) -> np.ndarray:
         """S1-to-S1 intervals (cycles - 1,)."""
         return np.diff(self.s1_onsets_s)
-
-
-def systole_interval_s(rr_s: float | np.ndarray) -> float | np.ndarray:
-    """Physiological S1-onset to S2-onset interval (s) for a cycle length ``rr_s`` (s)."""
-    return 0.35 * np.sqrt(rr_s)
 
 
 def _add_sound(

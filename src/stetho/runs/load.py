@@ -18,7 +18,19 @@ from safetensors.torch import load_file, save_file
 from stetho.config import Config, load_config
 from stetho.io import ArtifactError, atomic_path
 from stetho.models import HeartSoundClassifier, create_model
-from stetho.runs.folder import CONFIG, MODEL, RunFolder
+from stetho.runs.folder import RunFolder
+
+CONFIG = RunFolder(".").config.name
+LABELS = RunFolder(".").labels.name
+MODEL = RunFolder(".").fold_model(0).name
+
+
+def fold_dir(run_dir: Path, fold: int) -> Path:
+    return RunFolder(run_dir).fold_dir(fold)
+
+
+def partial_dir(run_dir: Path) -> Path:
+    return RunFolder(run_dir).working().root
 
 
 def save_model(
@@ -63,8 +75,12 @@ def load_run(run_dir: str | Path, *, folds: list[int] | None = None) -> Run:
     """
     rf = RunFolder(run_dir)
     if not rf.config.is_file():
-        hint = " (training still running or crashed: see --resume)" if rf.partial.exists() else ""
-        raise FileNotFoundError(f"{rf.path}: not a finished stetho run, no {CONFIG}{hint}")
+        hint = (
+            " (training still running or crashed: see --resume)"
+            if rf.working().root.exists()
+            else ""
+        )
+        raise FileNotFoundError(f"{rf.root}: not a finished stetho run, no {CONFIG}{hint}")
     config = load_config(rf.config)
     labels = _read_json(rf.labels, remedy="restore the run folder or retrain")
     if not isinstance(labels, dict) or not isinstance(labels.get("classes"), list):
@@ -76,17 +92,17 @@ def load_run(run_dir: str | Path, *, folds: list[int] | None = None) -> Run:
         decision = _read_json(rf.decision, remedy="fix or delete it (the default rule is used)")
     available = rf.trained_folds()
     if not available:
-        raise FileNotFoundError(f"{rf.path}: no fold-*/{MODEL} found")
+        raise FileNotFoundError(f"{rf.root}: no fold-*/{MODEL} found")
     chosen = available if folds is None else folds
     missing = sorted(set(chosen) - set(available))
     if missing:
-        raise ValueError(f"{rf.path}: fold(s) {missing} not trained; available folds: {available}")
+        raise ValueError(f"{rf.root}: fold(s) {missing} not trained; available folds: {available}")
     models = [
-        load_model(config, rf.model(k), n_classes=len(classes), n_extra_features=n_extra)
+        load_model(config, rf.fold_model(k), n_classes=len(classes), n_extra_features=n_extra)
         for k in chosen
     ]
     return Run(
-        path=rf.path,
+        path=rf.root,
         config=config,
         classes=classes,
         folds=chosen,

@@ -29,7 +29,8 @@ from stetho.decision import DecisionRule
 from stetho.features.rhythm import rhythm_extras
 from stetho.io import ArtifactError
 from stetho.pcg import analyze
-from stetho.runs import PipelineFolder, Run, RunFolder, load_run
+from stetho.runs import Run, load_run
+from stetho.runs.folder import PipelineFolder, RunFolder
 from stetho.scoring.chunking import chunk_mean, predict_recordings
 from stetho.scoring.core import Acceptance, Scored, decide, run_acceptance, run_rule
 
@@ -187,7 +188,7 @@ class PipelineScorer:
         preprocess = _read_json(folder.preprocess)
         if not isinstance(preprocess, dict) or "sample_rate" not in preprocess:
             raise ArtifactError(folder.preprocess, "no sample_rate", REEXPORT)
-        self.name = folder.path.resolve().name
+        self.name = folder.root.resolve().name
         self.classes = [str(c) for c in (labels["classes"] if isinstance(labels, dict) else labels)]
         loss = str(labels.get("loss_function", "CrossEntropy")) if isinstance(labels, dict) else ""
         self.sample_rate = int(preprocess["sample_rate"])
@@ -201,7 +202,7 @@ class PipelineScorer:
             raise ArtifactError(folder.preprocess, str(exc), REEXPORT) from None
         self.acceptance = pipeline_acceptance(preprocess)
         self._session = open_onnx(
-            folder.path / str(preprocess.get("model", "model.onnx")), threads=threads
+            folder.root / str(preprocess.get("model", "model.onnx")), threads=threads
         )
         self._input = str(preprocess.get("input", "wave"))
         self._output = str(preprocess.get("output", "probs"))

@@ -6,7 +6,8 @@ Routes:
 * ``POST /v1/predict``: score one uploaded recording (multipart field ``file``);
 * ``WS /v1/stream``: score a live PCM stream, with alerts (see :mod:`stetho.serve.streaming`);
 * ``GET /``: the web page (static files under ``/static``, no external resources);
-* ``GET /docs``, ``/openapi.json``: the API description.
+* ``GET /openapi.json``: the API description. FastAPI's ``/docs`` and ``/redoc`` are off: they
+  load Swagger UI / ReDoc from a CDN and would be blank on an offline ward network.
 
 Scoring is CPU-bound and runs in worker threads, at most ``settings.workers`` at a time, never
 on the event loop. Library errors map to HTTP codes here and nowhere else.
@@ -381,6 +382,8 @@ def create_app(
         description=API_DESCRIPTION,
         version=stetho.__version__,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK_BYTES)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+
+from stetho.data.classes import display_name
+from stetho.data.classes import display_names as class_display_names
+
+#: Descriptions of the display-name fields.
+DISPLAY_NAMES_DOC = "What a person reads for each class, by class name."
+DISPLAY_LABEL_DOC = "`label` as a person reads it, e.g. 'extra heart sound' for `extrahls`."
 
 # --- HTTP ---------------------------------------------------------------------------------
 
@@ -39,6 +46,11 @@ class HealthResponse(BaseModel):
     alert_threshold: float
     alert_windows: int
     version: str
+
+    @computed_field(description=DISPLAY_NAMES_DOC)  # type: ignore[prop-decorator]
+    @property
+    def display_names(self) -> dict[str, str]:
+        return class_display_names(self.classes)
 
 
 class HeartAnalysis(BaseModel):
@@ -103,6 +115,16 @@ class PredictionResponse(BaseModel):
     elapsed_ms: float = Field(
         description="Server time from the parsed upload to the answer, queueing included."
     )
+
+    @computed_field(description=DISPLAY_LABEL_DOC)  # type: ignore[prop-decorator]
+    @property
+    def display_label(self) -> str:
+        return display_name(self.label)
+
+    @computed_field(description=DISPLAY_NAMES_DOC)  # type: ignore[prop-decorator]
+    @property
+    def display_names(self) -> dict[str, str]:
+        return class_display_names(self.classes)
 
 
 # --- Streaming ----------------------------------------------------------------------------

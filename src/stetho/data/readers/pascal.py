@@ -31,6 +31,7 @@ artifact and extrahls occur only in set_a, so ``source`` alone predicts them.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from pathlib import Path
 
@@ -89,10 +90,12 @@ def csv_name_to_file_name(fname: str) -> str:
 
 def _normalise(label: object) -> str | None:
     """A csv label as a class name: empty -> None, noisy sub-class -> its class."""
-    if label is None or pd.isna(label) or str(label).strip() == "":
+    if label is None or (isinstance(label, float) and math.isnan(label)) or label is pd.NA:
         return None
-    label = str(label).strip()
-    return SUBLABEL_TO_LABEL.get(label, label)
+    text = str(label).strip()
+    if not text:
+        return None
+    return SUBLABEL_TO_LABEL.get(text, text)
 
 
 def _read_set(root: Path, name: str) -> pd.DataFrame:

@@ -11,13 +11,14 @@ parquet file (``train.pq``) with an ``audio`` column of file names relative to
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from stetho.data.audio import AUDIO_EXTENSIONS, iter_audio_files
+from stetho.data.audio import AUDIO_EXTENSIONS, iter_audio_files, os_error_reason
 from stetho.data.manifest import MANIFEST_COLUMNS, audio_headers
 from stetho.data.readers import TABLE_SUFFIXES, register_reader
 
@@ -27,13 +28,101 @@ logger = logging.getLogger(__name__)
 UNLABELLED_VALUES = ("", "unlabel", "unlabelled", "unlabeled")
 
 
-def _load(path: Path) -> pd.DataFrame:
+#: Columns a table may name its audio files by, in this order of preference: ``path`` (what
+#: ``stetho predict`` writes) or ``audio`` (Hydrogen Torch's name).
+AUDIO_COLUMNS = ("path", "audio")
+
+
+def load_table(path: str | Path, *, as_text: bool = False) -> pd.DataFrame:
+    """Read a csv/tsv/parquet table; every failure is a ``ValueError`` naming the file.
+
+    With ``as_text`` csv/tsv cells are read as written (strings, blanks as ``""``), as a
+    list of paths must be. An empty file, a csv without a header row and a table without
+    rows are refused, each saying so.
+    """
+    path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    if suffix in (".csv", ".tsv"):
-        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-    raise ValueError(f"table: {path}: unsupported table format {suffix!r}; use {TABLE_SUFFIXES}")
+    if suffix not in TABLE_SUFFIXES:
+        raise ValueError(
+            f"table: {path}: unsupported table format {suffix!r}; use {TABLE_SUFFIXES}"
+        )
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise FileNotFoundError(f"table: {path} not found") from None
+    except OSError as exc:
+        raise ValueError(f"table: {path}: {os_error_reason(exc)}") from None
+    if size == 0:
+        raise ValueError(f"table: {path}: empty file (0 bytes); expected a header row and rows")
+    try:
+        if suffix in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+        elif as_text:
+            sep = "\t" if suffix == ".tsv" else ","
+            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+        else:
+            df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    except pd.errors.EmptyDataError:
+        raise ValueError(
+            f"table: {path}: the file is empty (no header row, no rows); expected a header "
+            f"row naming the columns (e.g. {', '.join(AUDIO_COLUMNS)}) and one row per recording"
+        ) from None
+    except OSError as exc:
+        raise ValueError(f"table: {path}: {os_error_reason(exc)}") from None
+    except (ValueError, pd.errors.ParserError) as exc:  # pyarrow's errors are ValueErrors
+        raise ValueError(f"table: {path}: cannot read the table: {exc}") from None
+    if len(df) == 0:
+        raise ValueError(
+            f"table: {path}: the table has a header row ({', '.join(map(str, df.columns))}) but "
+            "no rows; expected one row per recording"
+        )
+    return df
+
+
+def find_audio_column(df: pd.DataFrame, table: str | Path, column: str | None = None) -> str:
+    """The column of ``df`` (read from ``table``) that names the audio files.
+
+    ``column`` when the table has it; otherwise (or when ``column`` is ``None``) the first
+    of :data:`AUDIO_COLUMNS` the table has, so that ``path`` and ``audio`` both work wherever
+    a table of recordings is read. A ``column`` that is neither, and absent, is an error, as
+    is a table with none of them.
+    """
+    if column is not None and column in df.columns:
+        return column
+    if column is None or column in AUDIO_COLUMNS:
+        for candidate in AUDIO_COLUMNS:
+            if candidate in df.columns:
+                return candidate
+    wanted = [column] if column is not None and column not in AUDIO_COLUMNS else []
+    wanted += list(AUDIO_COLUMNS)
+    raise ValueError(
+        f"table: {table} has no audio column; expected one of {wanted} (file paths, relative "
+        f"to the table's folder), its columns are {list(df.columns)}"
+    )
+
+
+def resolve_audio_path(value: str, base: str | Path) -> str:
+    """An audio path as written in a table, made absolute: relative entries are relative to
+    ``base`` (the table's folder, or ``data_folder``). Links are not resolved."""
+    target = Path(value)
+    return os.path.abspath(target if target.is_absolute() else Path(base) / target)
+
+
+def table_audio_paths(
+    table: str | Path, *, column: str | None = None, data_folder: str | Path | None = None
+) -> list[tuple[str, str]]:
+    """The recordings a table lists: ``(as written, absolute path)`` per row, in order.
+
+    The column is found by :func:`find_audio_column`; relative entries are relative to
+    ``data_folder`` (default: the table's folder) by :func:`resolve_audio_path`. Blank
+    cells are kept (as ``""``) so that the caller can report the row.
+    """
+    table = Path(table)
+    df = load_table(table, as_text=True)
+    name = find_audio_column(df, table, column)
+    base = Path(data_folder) if data_folder is not None else table.parent
+    values = ["" if pd.isna(v) else str(v) for v in df[name]]
+    return [(v, resolve_audio_path(v, base)) for v in values]
 
 
 def _require(df: pd.DataFrame, columns: Sequence[str], *, path: Path, what: str) -> None:
@@ -85,7 +174,8 @@ def read_table(
     data_folder
         Folder that relative audio paths are relative to; defaults to the table's folder.
     audio_column
-        Column of audio file paths.
+        Column of audio file paths; when the table lacks it, ``path`` or ``audio`` (see
+        :func:`find_audio_column`).
     label_column
         One label column, or several one-hot columns (the hot column's name is the label).
         Values in ``unlabelled_values`` (case-insensitive) and missing values mean unlabelled.
@@ -101,9 +191,9 @@ def read_table(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"table: {path} not found")
-    df = _load(path).reset_index(drop=True)
+    df = load_table(path).reset_index(drop=True)
     label_columns = [label_column] if isinstance(label_column, str) else list(label_column)
-    _require(df, [audio_column], path=path, what="audio")
+    audio_column = find_audio_column(df, path, audio_column)
     _require(df, label_columns, path=path, what="label")
     if patient_column is None and "patient" in df.columns:
         patient_column = "patient"
@@ -145,8 +235,8 @@ def read_folder(root: str | Path, *, labels_from_folders: bool | None = None) ->
 
     With ``labels_from_folders=True`` each file's label is the name of its top-level
     subfolder (``root/<label>/...``); files directly in ``root`` stay unlabelled. ``None``
-    (default) decides so when every file sits exactly one level down in at least two
-    subfolders; otherwise all files are unlabelled. ``source`` is the folder's name and
+    (default) decides so when every file sits exactly one level down (in one or more class
+    subfolders); otherwise all files are unlabelled. ``source`` is the folder's name and
     each recording is its own patient group (``<source>/<relative path without suffix>``).
     """
     root = Path(root)
@@ -157,7 +247,9 @@ def read_folder(root: str | Path, *, labels_from_folders: bool | None = None) ->
     relative = [p.relative_to(base) for p in files]
     if labels_from_folders is None:
         folders = {r.parts[0] for r in relative if len(r.parts) == 2}
-        labels_from_folders = all(len(r.parts) == 2 for r in relative) and len(folders) >= 2
+        # One subfolder holding every file is one class (a single-class training folder), so
+        # that "found one class" can be said; files directly in root stay unlabelled.
+        labels_from_folders = all(len(r.parts) == 2 for r in relative) and len(folders) >= 1
         if labels_from_folders:
             logger.info("folder: labels from subfolders of %s: %s", root, sorted(folders))
     source = base.name

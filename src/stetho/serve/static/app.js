@@ -3,7 +3,10 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { health: null, socket: null, capture: null, feeder: null, trend: [], liveWave: null };
+const state = {
+  health: null, socket: null, capture: null, feeder: null, trend: [], liveWave: null,
+  playerUrl: null, waveGeometry: null,
+};
 
 // ---------------------------------------------------------------------------------- helpers
 
@@ -23,6 +26,22 @@ function show(el, on) {
 function fmt(value, digits, unit) {
   if (value === null || value === undefined || Number.isNaN(value)) return "–";
   return `${Number(value).toFixed(digits)}${unit || ""}`;
+}
+
+/** What a person reads for a class name ("extrahls" is "extra heart sound"), from the server. */
+function displayName(cls, names) {
+  const known = names || (state.health && state.health.display_names) || {};
+  return known[cls] || cls;
+}
+
+/**
+ * Show a file name that may wrap after its separators (_ - . /), as names have no spaces: a
+ * <wbr> after each, so copying the text still gives the name itself; the title holds it too.
+ */
+function setFileName(el, name) {
+  el.replaceChildren();
+  for (const part of name.split(/(?<=[_\-./])/)) el.append(part, document.createElement("wbr"));
+  el.title = name;
 }
 
 function setError(el, message) {
@@ -73,7 +92,8 @@ async function loadHealth() {
     $("model-info").innerHTML = "";
     const b = document.createElement("b");
     b.textContent = h.model;
-    $("model-info").append("model ", b, ` · ${h.kind} · ${h.classes.join(", ")} · ${h.sample_rate} Hz`);
+    const classes = h.classes.map((c) => displayName(c, h.display_names)).join(", ");
+    $("model-info").append("model ", b, ` · ${h.kind} · ${classes} · ${h.sample_rate} Hz`);
     $("version").textContent = h.version;
     $("limit-mb").textContent = String(Math.round(h.max_upload_bytes / 1e6));
     $("limit-s").textContent = String(h.max_duration_s);
@@ -89,10 +109,22 @@ async function loadHealth() {
 
 // ---------------------------------------------------------------------------------- one recording
 
+/** Let the user listen to what was uploaded: the file itself, from an object URL. */
+function loadPlayer(blob) {
+  const player = $("player");
+  player.pause();
+  if (state.playerUrl) URL.revokeObjectURL(state.playerUrl);
+  state.playerUrl = URL.createObjectURL(blob);
+  player.src = state.playerUrl;
+  show(player, true);
+  show($("playhead"), false);
+}
+
 async function analyse(blob, name) {
   setError($("record-error"), "");
   show($("record-busy"), true);
-  $("file-name").textContent = name;
+  setFileName($("file-name"), name);
+  loadPlayer(blob);
   const form = new FormData();
   form.append("file", blob, name);
   try {
@@ -114,7 +146,7 @@ async function analyse(blob, name) {
   }
 }
 
-function renderBars(container, classes, probs) {
+function renderBars(container, classes, probs, names) {
   container.innerHTML = "";
   let top = 0;
   classes.forEach((c, i) => { if (probs[i] > probs[top]) top = i; });
@@ -124,7 +156,8 @@ function renderBars(container, classes, probs) {
     row.dataset.cls = c;
     const name = document.createElement("span");
     name.className = "name";
-    name.textContent = c;
+    name.textContent = displayName(c, names);
+    name.title = c;
     const track = document.createElement("div");
     track.className = "track";
     const fill = document.createElement("div");
@@ -148,7 +181,7 @@ function renderResult(r) {
   const a = r.analysis || {};
   const verdict = $("verdict");
   verdict.className = `verdict${r.abnormal ? " abnormal" : ""}${a.usable === false ? " unsure" : ""}`;
-  $("res-label").textContent = r.label;
+  $("res-label").textContent = r.display_label || displayName(r.label, r.display_names);
   const thr = state.health ? state.health.alert_threshold : 0.5;
   $("res-abnormal").textContent =
     `abnormal probability ${fmt(r.abnormal_prob, 2)} (${r.abnormal ? "at or above" : "below"} ${thr})`;
@@ -161,12 +194,15 @@ function renderResult(r) {
   q.append(tag);
   $("res-duration").textContent = fmt(r.duration_s, 1, " s");
   const file = $("res-file");
-  file.textContent = r.filename || "–";
+  const name = document.createElement("span");
+  name.className = "fname-text";
+  setFileName(name, r.filename || "–");
+  file.replaceChildren(name);
   file.title = r.filename || "";
   const sr = document.createElement("small");
   sr.textContent = `${r.sample_rate} Hz`;
-  file.append(document.createElement("br"), sr);
-  renderBars($("res-bars"), r.classes, r.classes.map((c) => r[`prob_${c}`]));
+  file.append(sr);
+  renderBars($("res-bars"), r.classes, r.classes.map((c) => r[`prob_${c}`]), r.display_names);
   show($("result"), true);
   state.lastResult = r;
   drawResultPlots();
@@ -197,11 +233,9 @@ function drawWave(canvas, env, analysis, duration) {
   }
   ctx.stroke();
   const marks = [["S1", analysis.s1 || [], "#2456c9"], ["S2", analysis.s2 || [], "#e07b00"]];
-  ctx.font = "bold 10px system-ui, sans-serif";
-  ctx.textAlign = "center";
+  const labelled = [];
   for (const [label, times, color] of marks) {
     ctx.strokeStyle = color;
-    ctx.fillStyle = color;
     ctx.lineWidth = 1.5;
     for (const t of times) {
       if (t === null) continue;
@@ -210,10 +244,52 @@ function drawWave(canvas, env, analysis, duration) {
       ctx.moveTo(x, pad.t);
       ctx.lineTo(x, pad.t + h);
       ctx.stroke();
-      ctx.fillText(label, x, pad.t - 5);
+      labelled.push({ label, x });
     }
   }
+  placeMarkLabels($("wave-labels"), labelled);
+  state.waveGeometry = { x0: pad.l, width: w, duration };
   timeAxis(ctx, pad.l, w, height - 4, duration);
+}
+
+/**
+ * Name the S1/S2 lines above the plot as text the page can lay out (and tests can measure).
+ * On a narrow screen the lines are closer than a label is wide: a label that would touch the
+ * previous one is left out, so the shown ones never overlap; every line is still drawn.
+ */
+function placeMarkLabels(layer, marks) {
+  layer.innerHTML = "";
+  layer.dataset.marks = String(marks.length);
+  const gap = 3;
+  let right = -Infinity;
+  for (const { label, x } of [...marks].sort((a, b) => a.x - b.x)) {
+    const span = document.createElement("span");
+    span.className = `mark-label ${label.toLowerCase()}`;
+    span.textContent = label;
+    span.style.left = `${x}px`;
+    layer.append(span);
+    const half = span.offsetWidth / 2;
+    if (x - half < right + gap) {
+      span.remove();
+      continue;
+    }
+    right = x + half;
+  }
+}
+
+/** Follow playback on the waveform with a vertical line. */
+function movePlayhead() {
+  const player = $("player");
+  const g = state.waveGeometry;
+  const head = $("playhead");
+  if (!g || !player.src || (player.paused && player.currentTime === 0)) {
+    show(head, false);
+    return;
+  }
+  const t = Math.min(player.currentTime, g.duration);
+  head.style.left = `${g.x0 + (t / g.duration) * g.width}px`;
+  show(head, true);
+  if (!player.paused) requestAnimationFrame(movePlayhead);
 }
 
 function drawSpectrogram(canvas, spec, duration) {
@@ -454,19 +530,19 @@ function handleMessage(m) {
   } else if (m.type === "prediction") {
     const classes = Object.keys(m.probs);
     renderBars($("live-bars"), classes, classes.map((c) => m.probs[c]));
-    $("live-label").textContent = m.label;
+    $("live-label").textContent = displayName(m.label);
     $("live-abn").textContent = fmt(m.abnormal_prob, 2);
     $("live-hr").textContent = fmt(m.heart_rate_bpm, 0, " bpm");
     $("live-quality").textContent = m.quality === null ? "–" : `${Math.round(100 * m.quality)} %${m.usable ? "" : " (poor)"}`;
     $("live-time").textContent = fmt(m.t_end_s, 1, " s");
     state.trend.push({ t: m.t_end_s, p: m.abnormal_prob });
     if (!m.alert) setAlert("ok", "No alert");
-    logEvent(`t=${m.t_end_s.toFixed(1)} s  ${m.label}  abnormal ${m.abnormal_prob.toFixed(2)}  HR ${fmt(m.heart_rate_bpm, 0)}`);
+    logEvent(`t=${m.t_end_s.toFixed(1)} s  ${displayName(m.label)}  abnormal ${m.abnormal_prob.toFixed(2)}  HR ${fmt(m.heart_rate_bpm, 0)}`);
     drawLive();
   } else if (m.type === "alert") {
     if (m.state === "raised") {
-      setAlert("raised", `ALERT · abnormal for ${m.windows} windows (${m.label})`);
-      logEvent(`ALERT raised at t=${m.t_end_s.toFixed(1)} s: ${m.label}, abnormal ${m.abnormal_prob.toFixed(2)}`, "alert-raised");
+      setAlert("raised", `ALERT · abnormal for ${m.windows} windows (${displayName(m.label)})`);
+      logEvent(`ALERT raised at t=${m.t_end_s.toFixed(1)} s: ${displayName(m.label)}, abnormal ${m.abnormal_prob.toFixed(2)}`, "alert-raised");
     } else {
       setAlert("ok", "Alert cleared");
       logEvent(`alert cleared at t=${m.t_end_s.toFixed(1)} s`, "alert-cleared");
@@ -625,6 +701,9 @@ function wire() {
     if (file) analyse(file, file.name);
   });
   $("mic-record").addEventListener("click", recordFromMicrophone);
+  for (const event of ["play", "seeked", "pause", "ended"]) {
+    $("player").addEventListener(event, movePlayhead);
+  }
   $("live-source").addEventListener("change", () => show($("live-file"), $("live-source").value === "file"));
   $("live-start").addEventListener("click", startLive);
   $("live-stop").addEventListener("click", stopLive);

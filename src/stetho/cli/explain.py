@@ -1,4 +1,4 @@
-"""``stetho explain`` and ``stetho report``: why a recording got its class, and the run report."""
+"""The explain command: why a recording got its class, as attribution maps."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ from stetho.cli._common import cli_errors
 
 
 def explain(
-    run_dir: Path = typer.Argument(..., help="A finished run folder (stetho train --out)."),
-    files: list[Path] = typer.Argument(..., help="Recordings to explain (wav, flac, ...)."),
+    run_dir: Path = typer.Argument(
+        ..., metavar="RUN_DIR", help="A finished run folder (stetho train --out)."
+    ),
+    files: list[Path] = typer.Argument(
+        ..., metavar="FILE...", help="Recordings to explain (wav, flac, ...)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the PNGs, maps and index."),
     method: list[str] = typer.Option(
         None,
@@ -28,10 +32,21 @@ def explain(
         "--fold",
         help="Explain with this fold's model only (default: the whole ensemble, slower).",
     ),
+    budget: float = typer.Option(
+        None,
+        "--budget",
+        min=1,
+        help="Seconds to spend at most: no new recording is started once the budget would "
+        "be passed (default: no limit).",
+    ),
 ) -> None:
-    """Attribution maps over time x frequency: a PNG, .npy and .json per recording."""
-    from stetho.explain import DEFAULT_METHODS, explain_files
+    """Attribution maps over time x frequency: a PNG, .npy and .json per recording.
+
+    Progress and an ETA are logged after every recording.
+    """
+    from stetho.explain import DEFAULT_METHODS, explain_files, read_index
     from stetho.runs import load_run
+    from stetho.runs.folder import ExplanationFolder
 
     with cli_errors():
         run = load_run(run_dir, folds=None if fold is None else [fold])
@@ -41,39 +56,29 @@ def explain(
             out,
             methods=method or list(DEFAULT_METHODS),
             target=target,
+            budget_s=budget,
         )
     for e in done:
         p = e.probabilities[e.predicted]
         typer.echo(f"{e.path}: {e.predicted} (p={p:.3f}) -> {out / e.png}")
-    if len(done) < len(files):
+    index = read_index(out) or {}
+    left = len(index.get("not_explained", []))
+    failed = len(files) - len(done) - left
+    if left:
         typer.secho(
-            f"error: {len(files) - len(done)} of {len(files)} file(s) could not be read; "
-            f"see {out / 'index.json'}",
+            f"warning: {left} of {len(files)} file(s) not explained within the budget",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+    if failed:
+        typer.secho(
+            f"error: {failed} of {len(files)} file(s) could not be read; "
+            f"see {ExplanationFolder(out).index}",
             err=True,
             fg=typer.colors.RED,
         )
         raise typer.Exit(code=2)
 
 
-def report(
-    run_dir: Path = typer.Argument(..., help="A finished run folder."),
-    out: Path = typer.Option(
-        None, "--out", "-o", help="Where to write the html (default: RUN_DIR/report.html)."
-    ),
-    worst: int = typer.Option(
-        None,
-        "--worst",
-        help="Worst-classified recordings to show (default: logging.number_of_audios).",
-    ),
-) -> None:
-    """(Re)write the run's self-contained report.html."""
-    from stetho.report import write_report
-
-    with cli_errors():
-        path = write_report(run_dir, out=out, n_worst=worst)
-    typer.echo(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB)")
-
-
 def register(app: typer.Typer) -> None:
     app.command("explain")(explain)
-    app.command("report")(report)
