@@ -1,0 +1,268 @@
+"""The run folder and the scoring-pipeline folder: every artifact's name, in one place.
+
+```
+runs/<name>/
+  config.yaml              resolved config (every Auto filled in)
+  warnings.json            what the resolver, the data checks and the hooks warned about
+  labels.json              {"classes": [...], "loss_function": ..., "sample_rate": ...}
+  manifest.parquet         the data, with the fold column used
+  plan.json                the folds to train (written before the first epoch)
+  skipped.csv              files that could not be used, with the reason
+  fold-<k>/model.safetensors   weights (no pickle), one per trained fold
+  fold-<k>/history.json    that fold's epochs
+  fold-<k>/valid_predictions.parquet   that fold's validation predictions
+  fold-<k>/checkpoint.pt   training state while the fold runs (weights_only load)
+  metrics.jsonl            one line per epoch and fold
+  oof_predictions.parquet  path, fold, label, source, patient, prob_<class>...
+  summary.json             per-fold, pooled and per-source metrics
+  environment.json         versions, seed, git commit, device
+  report.html              the self-contained report
+  interpretations/         explanations of the worst-classified validation recordings
+  scoring/                 the exported ONNX pipeline (a :class:`PipelineFolder`)
+  mlflow_run.json          the MLflow run this run was logged to
+```
+
+While training, the folder is ``<name>.partial``; it is renamed to ``<name>`` only when
+complete, so a crashed run never looks finished and ``--resume`` knows where to continue.
+No other module spells these names: they ask a :class:`RunFolder` for the path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stetho.io import atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def strip_partial(path: str | Path) -> Path:
+    """``<name>.partial`` -> ``<name>``; any other path unchanged."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(PARTIAL_SUFFIX)) if path.name else path
+
+
+def with_partial(path: str | Path) -> Path:
+    """``<name>`` -> ``<name>.partial`` (the folder a run is written into)."""
+    path = strip_partial(path)
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The files of one run, rooted at :attr:`root` (the final folder or its ``.partial``).
+
+    ``RunFolder(path)`` does no I/O: it only names paths. :meth:`working` gives the ``.partial``
+    folder a run is written into, :attr:`final` the name it gets when sealed.
+    """
+
+    root: Path
+
+    def __init__(self, root: str | Path) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    # --- where ---------------------------------------------------------------------------
+    @property
+    def is_partial(self) -> bool:
+        return self.root.name.endswith(PARTIAL_SUFFIX)
+
+    @property
+    def final(self) -> Path:
+        """The sealed run's path (``<name>``), whichever of the two :attr:`root` is."""
+        return strip_partial(self.root)
+
+    @property
+    def name(self) -> str:
+        """The run's name, without ``.partial``."""
+        return self.final.name
+
+    def working(self) -> RunFolder:
+        """The ``<name>.partial`` folder this run is (or was) written into."""
+        return RunFolder(with_partial(self.root))
+
+    def sealed(self) -> RunFolder:
+        """The same run at its final path."""
+        return RunFolder(self.final)
+
+    # --- top-level artifacts ------------------------------------------------------------
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def warnings(self) -> Path:
+        return self.root / "warnings.json"
+
+    @property
+    def labels(self) -> Path:
+        return self.root / "labels.json"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.parquet"
+
+    @property
+    def plan(self) -> Path:
+        return self.root / "plan.json"
+
+    @property
+    def skipped(self) -> Path:
+        return self.root / "skipped.csv"
+
+    @property
+    def metrics_log(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def oof_predictions(self) -> Path:
+        return self.root / "oof_predictions.parquet"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def environment(self) -> Path:
+        return self.root / "environment.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def interpretations(self) -> Path:
+        return self.root / "interpretations"
+
+    @property
+    def scoring(self) -> PipelineFolder:
+        return PipelineFolder(self.root / "scoring")
+
+    @property
+    def mlflow_run(self) -> Path:
+        return self.root / "mlflow_run.json"
+
+    #: Files worth copying to an experiment tracker, in this order.
+    TRACKED = (
+        "config",
+        "labels",
+        "summary",
+        "warnings",
+        "metrics_log",
+        "oof_predictions",
+        "report",
+    )
+
+    def tracked_files(self) -> list[Path]:
+        """The artifacts an experiment tracker should keep (those that exist)."""
+        return [p for p in (getattr(self, k) for k in self.TRACKED) if p.is_file()]
+
+    # --- folds ---------------------------------------------------------------------------
+    def fold_dir(self, fold: int) -> Path:
+        return self.root / f"fold-{fold}"
+
+    def fold_model(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "model.safetensors"
+
+    def fold_history(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "history.json"
+
+    def fold_valid_predictions(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "valid_predictions.parquet"
+
+    def fold_checkpoint(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "checkpoint.pt"
+
+    def trained_folds(self) -> list[int]:
+        """Folds whose final weights exist, in order."""
+        folds = []
+        for p in self.root.glob("fold-*/model.safetensors"):
+            suffix = p.parent.name.split("-", 1)[1]
+            if suffix.isdigit():
+                folds.append(int(suffix))
+        return sorted(folds)
+
+    # --- state ---------------------------------------------------------------------------
+    @property
+    def is_finished(self) -> bool:
+        """A sealed run: its folder has its final name and a config."""
+        return not self.is_partial and self.config.is_file()
+
+    # --- reading and the append-only logs ------------------------------------------------
+    def read_json(self, path: Path, default: Any = None) -> Any:
+        """A JSON artifact of this run, or ``default`` when it does not exist."""
+        return json.loads(path.read_text()) if path.is_file() else default
+
+    def read_warnings(self) -> list[str]:
+        return list(self.read_json(self.warnings, []))
+
+    def write_warnings(self, messages: Iterable[str]) -> None:
+        atomic_write_json(self.warnings, list(messages))
+
+    def add_warning(self, message: str) -> None:
+        """Append ``message`` to ``warnings.json`` (once: a repeated message is not doubled)."""
+        warns = self.read_warnings()
+        if message not in warns:
+            warns.append(message)
+            self.write_warnings(warns)
+
+    def append_metrics(self, record: Mapping[str, Any]) -> None:
+        """One line of ``metrics.jsonl`` (an epoch of a fold)."""
+        from stetho.io import append_jsonl
+
+        append_jsonl(self.metrics_log, dict(record))
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_log.is_file():
+            return []
+        lines = self.metrics_log.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+@dataclass(frozen=True)
+class PipelineFolder:
+    """An exported scoring pipeline (``stetho export``): ONNX model plus a torch-free scorer."""
+
+    root: Path
+
+    def __init__(self, root: str | Path) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model.onnx"
+
+    @property
+    def labels(self) -> Path:
+        return self.root / "labels.json"
+
+    @property
+    def preprocess(self) -> Path:
+        return self.root / "preprocess.json"
+
+    @property
+    def script(self) -> Path:
+        return self.root / "score.py"
+
+    @property
+    def requirements(self) -> Path:
+        return self.root / "requirements.txt"
+
+    @property
+    def readme(self) -> Path:
+        return self.root / "README.md"
+
+    @property
+    def is_pipeline(self) -> bool:
+        return self.model.is_file()
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """A finished run folder (it has a resolved config)."""
+    return RunFolder(path).config.is_file()
