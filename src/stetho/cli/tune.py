@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stetho.cli._common import cli_errors, resolve_data_dir
+from stetho.runs.folder import StudyFolder
 
 
 def tune(
@@ -51,10 +52,11 @@ def tune(
     """Search hyperparameters (objective: pooled out-of-fold macro AUC) and write the best
     config as YAML. Run it again with the same --storage to resume."""
     from stetho.config import load_config
-    from stetho.workflows.tune import load_search_space
+    from stetho.workflows.tune import check_available, load_search_space
     from stetho.workflows.tune import tune as run_tune
 
     with cli_errors():
+        check_available()  # optuna missing: say which extra, before reading anything
         base = load_config(config, overrides or [])
         dims = load_search_space(space, base=base)
         out = out or Path("runs") / f"tune-{base.experiment_name}"
@@ -65,7 +67,7 @@ def tune(
             base,
             space=dims,
             trials=trials,
-            storage=storage or f"sqlite:///{(out / 'tune.db').resolve()}",
+            storage=storage or f"sqlite:///{StudyFolder(out).storage.resolve()}",
             study_dir=out,
             study_name=study_name,
             data=data_dir,
