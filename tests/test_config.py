@@ -2,7 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from stetho.config import Config, ConfigError, load_config, resolve_config, save_config
+from stetho.config import (
+    Config,
+    ConfigError,
+    ResolvedConfig,
+    load_config,
+    load_resolved_config,
+    resolve_config,
+    save_config,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference" / "hydrogen_torch_heartbeat.yaml"
@@ -70,7 +78,7 @@ def test_unknown_section_is_refused(tmp_path):
 def test_default_config_file_round_trips(tmp_path):
     cfg, _ = resolve_config(load_config(DEFAULT))
     save_config(cfg, tmp_path / "config.yaml")
-    again = load_config(tmp_path / "config.yaml")
+    again = load_resolved_config(tmp_path / "config.yaml")
     assert again == cfg
     # Resolved audio parameters hold no Auto left.
     audio = cfg.audio.model_dump()
@@ -101,3 +109,33 @@ def test_defaults_equal_the_shipped_default_config():
     # configs/heartbeat.yaml documents our defaults; built-in values may differ only where the
     # file says so, but it must be a valid Config.
     assert isinstance(load_config(DEFAULT), Config)
+
+
+def test_resolved_config_is_concrete_and_epochs_stay_integers(tmp_path):
+    cfg, _ = resolve_config(load_config(None, ["training.evaluation_epochs=5.0"]))
+    assert isinstance(cfg, ResolvedConfig)
+    assert isinstance(cfg.audio.sample_rate, int) and isinstance(cfg.audio.hop_size, int)
+    save_config(cfg, tmp_path / "config.yaml")
+    text = (tmp_path / "config.yaml").read_text()
+    assert "evaluation_epochs: 5\n" in text and "5.0" not in text.split("evaluation_epochs")[1]
+    assert load_config(None, ["training.evaluation_epochs=0.5"]).training.evaluation_epochs == 0.5
+    # A config that still says Auto is not a resolved one.
+    save_config(load_config(None, ["audio.hop_size=Auto"]), tmp_path / "auto.yaml")
+    with pytest.raises(ConfigError, match="hop_size"):
+        load_resolved_config(tmp_path / "auto.yaml")
+
+
+def test_inert_hydrogen_torch_keys_warn():
+    cfg = load_config(
+        None,
+        [
+            "dataset.validation_dataframe=valid.pq",
+            "dataset.test_dataframe=test.pq",
+            "training.calculate_train_metric=true",
+        ],
+    )
+    _, warnings = resolve_config(cfg)
+    for key in ("validation_dataframe", "test_dataframe", "calculate_train_metric"):
+        assert any(key in w and "does nothing" in w for w in warnings), key
+    _, quiet = resolve_config(load_config(None))
+    assert not any("does nothing" in w for w in quiet)

@@ -314,13 +314,9 @@ def test_export_hook_follows_build_scoring_pipelines(tiny_run, tmp_path):
     export_hook(off)
     assert not (off / SCORING_DIR).exists()
     on = copy_run_with(tiny_run, tmp_path / "on", ["training.build_scoring_pipelines=true"])
-    # Registered among stetho train's after-run hooks (each wrapped by hooks._guarded); run
+    # Registered among stetho train's after-run hooks (each a named hooks.AfterRunHook); run
     # only that one: the others (report, interpretations, ...) are tested by their owners.
-    (hook,) = [
-        h
-        for h in default_after_run()
-        if any(c.cell_contents is export_hook for c in h.__closure__ or ())
-    ]
+    (hook,) = [h for h in default_after_run() if h.fn is export_hook]
     hook(on)
     assert (on / SCORING_DIR / "model.onnx").is_file()
     assert json.loads((on / "warnings.json").read_text()) == json.loads(

@@ -12,6 +12,7 @@ import soundfile as sf
 
 from stetho.config import load_config
 from stetho.runs import load_run, partial_dir
+from stetho.training.callbacks import TrainingCallback
 from stetho.training.experiment import run_experiment
 
 REFERENCE = (
@@ -89,12 +90,27 @@ def test_learns_a_known_difference(two_class_folder, tmp_path):
     )
 
 
+class CrashAfter(TrainingCallback):
+    """Simulates a kill: raises once fold ``fold`` has finished epoch ``epoch``."""
+
+    def __init__(self, *, fold: int, epoch: int) -> None:
+        self.fold, self.epoch = fold, epoch
+
+    def on_epoch_end(self, record: dict) -> None:
+        if record["fold"] == self.fold and record["epoch"] >= self.epoch:
+            raise KeyboardInterrupt(f"stopped after epoch {record['epoch']} (simulated crash)")
+
+
 def test_killed_run_resumes_to_the_same_result(two_class_folder, tmp_path):
     cfg = load_config(None, TINY)
     straight = run_experiment(cfg, out_dir=tmp_path / "a", data=two_class_folder, progress=False)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(
-            cfg, out_dir=tmp_path / "b", data=two_class_folder, progress=False, stop_after_epoch=2
+            cfg,
+            out_dir=tmp_path / "b",
+            data=two_class_folder,
+            progress=False,
+            callbacks=[CrashAfter(fold=0, epoch=2)],
         )
     assert partial_dir(tmp_path / "b").exists() and not (tmp_path / "b").exists()
     with pytest.raises(FileExistsError, match="--resume"):

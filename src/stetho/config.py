@@ -16,12 +16,19 @@ from __future__ import annotations
 import copy
 import random
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
-AUTO = "Auto"
+AUTO: Final = "Auto"
 
 
 class ConfigError(ValueError):
@@ -65,12 +72,19 @@ def _str_list(value: Any) -> Any:
     return value
 
 
+def _whole_to_int(value: int | float) -> int | float:
+    """``5.0`` -> ``5``: a count of epochs is written back as the integer it was given as."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 OptStr = Annotated[str | None, BeforeValidator(_none_string)]
 OptPath = Annotated[str | None, BeforeValidator(_none_string)]
 Flag = Annotated[bool, BeforeValidator(_disabled_to_false)]
 AutoInt = Annotated[int | Literal["Auto"], BeforeValidator(_auto)]
 AutoFloat = Annotated[float | Literal["Auto"], BeforeValidator(_auto)]
 StrList = Annotated[list[str], BeforeValidator(_str_list)]
+#: A number of epochs that may be fractional (``0.5``) but is kept an integer when whole.
+Epochs = Annotated[int | float, AfterValidator(_whole_to_int)]
 
 
 class Section(BaseModel):
@@ -80,12 +94,12 @@ class Section(BaseModel):
 class ArchitectureConfig(Section):
     backbone: str = "heartnet"
     pool: Literal["Average", "Max", "GeM", "Attention"] = "GeM"
-    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    dropout: float = Field(default=0.2, ge=0.0, lt=1.0)
     pretrained: bool = False
     #: A local weights file (safetensors or a state dict) used instead of a download.
     pretrained_weights: OptPath = None
     #: Width multiplier of our own backbones; ignored by timm ones.
-    width: int = Field(32, ge=4, le=256)
+    width: int = Field(default=32, ge=4, le=256)
 
 
 class AudioConfig(Section):
@@ -103,40 +117,40 @@ class AudioConfig(Section):
     spectrogram_normalization: Literal["No", "Recording", "Global"] = "Recording"
     #: Per-recording waveform scaling before the front end: removes the recorder's gain.
     waveform_normalization: Literal["No", "Peak", "RMS"] = "RMS"
-    training_chunk_seconds: float = Field(6.0, gt=0)
+    training_chunk_seconds: float = Field(default=6.0, gt=0)
 
 
 class AugmentationConfig(Section):
     mix_audio: Flag = False
-    mix_concentration: float = Field(1.0, gt=0)
-    mix_iterations: int = Field(1, ge=1)
-    mix_probability: float = Field(1.0, ge=0, le=1)
+    mix_concentration: float = Field(default=1.0, gt=0)
+    mix_iterations: int = Field(default=1, ge=1)
+    mix_probability: float = Field(default=1.0, ge=0, le=1)
     mix_target: Literal["Ratio", "Max"] = "Ratio"
     #: Random gain in +-dB. Zero disables.
-    gain_db: float = Field(0.0, ge=0)
+    gain_db: float = Field(default=0.0, ge=0)
     #: Probability of a random low-pass (cut-off drawn from ``lowpass_hz``): another stethoscope.
-    lowpass_probability: float = Field(0.0, ge=0, le=1)
+    lowpass_probability: float = Field(default=0.0, ge=0, le=1)
     lowpass_hz: tuple[float, float] = (250.0, 900.0)
     #: Probability of a random spectral tilt / EQ of +-``eq_db`` across the band.
-    eq_probability: float = Field(0.0, ge=0, le=1)
-    eq_db: float = Field(6.0, ge=0)
+    eq_probability: float = Field(default=0.0, ge=0, le=1)
+    eq_db: float = Field(default=6.0, ge=0)
     #: Probability of additive noise at an SNR drawn from ``noise_snr_db``.
-    noise_probability: float = Field(0.0, ge=0, le=1)
+    noise_probability: float = Field(default=0.0, ge=0, le=1)
     noise_snr_db: tuple[float, float] = (10.0, 40.0)
     #: Random circular time shift of the training chunk.
     time_shift: bool = False
     #: SpecAugment (Park et al., 2019): this many time masks of up to ``spec_time_mask_seconds``
     #: and frequency masks of up to ``spec_freq_mask_bins`` mel bands on each training spectrogram.
-    spec_masks: int = Field(0, ge=0)
-    spec_time_mask_seconds: float = Field(0.4, ge=0)
-    spec_freq_mask_bins: int = Field(8, ge=0)
+    spec_masks: int = Field(default=0, ge=0)
+    spec_time_mask_seconds: float = Field(default=0.4, ge=0)
+    spec_freq_mask_bins: int = Field(default=8, ge=0)
 
 
 class DatasetConfig(Section):
     audio_column: str = "audio"
     data_folder: OptPath = None
     data_folder_test: OptPath = None
-    data_sample: float = Field(1.0, gt=0, le=1)
+    data_sample: float = Field(default=1.0, gt=0, le=1)
     data_sample_choice: list[Literal["Train", "Validation"]] = ["Train", "Validation"]
     #: Which folds to train; an empty list means all of them.
     folds: StrList = []
@@ -148,65 +162,68 @@ class DatasetConfig(Section):
     train_dataframe: OptPath = None
     unlabeled_dataframe: OptPath = None
     validation_dataframe: OptPath = None
-    validation_size: float = Field(0.2, gt=0, lt=1)
+    validation_size: float = Field(default=0.2, gt=0, lt=1)
     validation_strategy: Literal["kfold", "holdout", "leave_source_out", "fold_column"] = "kfold"
-    number_of_folds: int = Field(5, ge=2)
+    #: With ``validation_strategy: fold_column``: the manifest column holding each recording's
+    #: fold (integers >= 0; a table's ``fold`` column is read into the manifest's own).
+    fold_column: str = "fold"
+    number_of_folds: int = Field(default=5, ge=2)
     #: Reproduce the Hydrogen Torch run, where unlabelled recordings are a sixth class.
     unlabeled_as_class: bool = False
     #: Recordings shorter or longer than this are skipped with a reason (seconds).
-    min_duration_seconds: float = Field(0.5, ge=0)
-    max_duration_seconds: float = Field(600.0, gt=0)
+    min_duration_seconds: float = Field(default=0.5, ge=0)
+    max_duration_seconds: float = Field(default=600.0, gt=0)
 
 
 class EnvironmentConfig(Section):
     gpus: StrList = []
     mixed_precision_inference: bool = False
     mixed_precision_training: bool = False
-    number_of_workers: int = Field(0, ge=0)
+    number_of_workers: int = Field(default=0, ge=0)
     #: ``-1`` draws a random seed; the seed used is recorded in the resolved config.
     seed: int = 0
     #: Torch intra-op threads; 0 leaves torch's default.
-    threads: int = Field(0, ge=0)
+    threads: int = Field(default=0, ge=0)
 
 
 class LoggingConfig(Section):
     logger: Annotated[Literal["Neptune", "MLflow"] | None, BeforeValidator(_none_string)] = None
     neptune_project: str = ""
-    number_of_audios: int = Field(8, ge=0)
+    number_of_audios: int = Field(default=8, ge=0)
     mlflow_tracking_uri: OptStr = None
     mlflow_experiment: OptStr = None
 
 
 class PredictionConfig(Section):
     inference_chunk_method: Literal["Fix", "Dynamic"] = "Fix"
-    inference_chunk_seconds: float = Field(6.0, gt=0)
-    max_inference_chunk_seconds: float = Field(600.0, gt=0)
+    inference_chunk_seconds: float = Field(default=6.0, gt=0)
+    max_inference_chunk_seconds: float = Field(default=600.0, gt=0)
     metric: Literal["ROC_AUC", "AUC", "LogLoss", "BalancedAccuracy"] = "ROC_AUC"
-    probability_threshold: float = Field(0.5, ge=0, le=1)
+    probability_threshold: float = Field(default=0.5, ge=0, le=1)
 
 
 class TrainingConfig(Section):
     automatically_adjust_batch_size: bool = False
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(default=32, ge=1)
     build_scoring_pipelines: bool = False
     calculate_train_metric: bool = False
-    differential_learning_rate: float = Field(0.001, gt=0)
+    differential_learning_rate: float = Field(default=0.001, gt=0)
     differential_learning_rate_layers: StrList = []
     drop_last_batch: bool = True
-    epochs: int = Field(30, ge=0)
-    evaluation_epochs: float = Field(1.0, gt=0)
-    grad_accumulation: int = Field(1, ge=1)
-    gradient_clip: float = Field(0.0, ge=0)
-    learning_rate: float = Field(0.003, gt=0)
+    epochs: int = Field(default=30, ge=0)
+    evaluation_epochs: Epochs = Field(default=1, gt=0)
+    grad_accumulation: int = Field(default=1, ge=1)
+    gradient_clip: float = Field(default=0.0, ge=0)
+    learning_rate: float = Field(default=0.003, gt=0)
     loss_function: Literal["BCE", "CrossEntropy"] = "CrossEntropy"
     optimizer: Literal["AdamW", "Adam", "SGD"] = "AdamW"
     run_interpretations: bool = False
     save_best_checkpoint: bool = False
     schedule: Literal["Cosine", "Linear", "Constant"] = "Cosine"
     train_validation_data: bool = False
-    warmup_epochs: float = Field(1.0, ge=0)
-    weight_decay: float = Field(0.01, ge=0)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    warmup_epochs: Epochs = Field(default=1, ge=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     #: ``None``, ``Auto`` (inverse class frequency) or one weight per class.
     class_weights: Annotated[Literal["Auto"] | list[float] | None, BeforeValidator(_auto)] = None
     #: Our heart-rhythm features (RR statistics) fed beside the spectrogram.
@@ -215,10 +232,10 @@ class TrainingConfig(Section):
 
 class PseudoLabelingConfig(Section):
     enabled: bool = False
-    rounds: int = Field(1, ge=1)
-    confidence_threshold: float = Field(0.8, ge=0, le=1)
+    rounds: int = Field(default=1, ge=1)
+    confidence_threshold: float = Field(default=0.8, ge=0, le=1)
     #: Loss weight of a pseudo-labelled recording relative to a labelled one.
-    weight: float = Field(0.5, gt=0, le=1)
+    weight: float = Field(default=0.5, gt=0, le=1)
 
 
 class Config(BaseModel):
@@ -242,6 +259,103 @@ class Config(BaseModel):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+class ResolvedAudioConfig(AudioConfig):
+    """Audio parameters after :func:`resolve_config`: every ``Auto`` replaced by a number."""
+
+    sample_rate: int = Field(gt=0)
+    stft_window_size: int = Field(gt=0)
+    hop_size: int = Field(gt=0)
+    mel_frequency_bins: int = Field(gt=0)
+    minimum_frequency: float = Field(ge=0)
+    maximum_frequency: float = Field(gt=0)
+
+
+class ResolvedConfig(Config):
+    """A config after :func:`resolve_config`: concrete values only, what a run trains with.
+
+    It is the type everything downstream of resolution takes; loading the YAML of a finished
+    run gives one through :func:`load_resolved_config`.
+    """
+
+    audio: ResolvedAudioConfig
+
+
+#: Keys that decide nothing about the trained weights and validation predictions: what runs
+#: after training (report, interpretations, scoring pipeline, tracking) and how fast.
+#: ``--resume`` applies a change to them; any other change is refused.
+POST_TRAINING_KEYS = frozenset(
+    {
+        "training.run_interpretations",
+        "training.build_scoring_pipelines",
+        "environment.number_of_workers",
+        "environment.threads",
+        "logging.logger",
+        "logging.neptune_project",
+        "logging.number_of_audios",
+        "logging.mlflow_tracking_uri",
+        "logging.mlflow_experiment",
+    }
+)
+#: Keys that only say where the data is: a run reads them once, into its stored manifest.
+DATA_LOCATION_KEYS = frozenset(
+    {
+        "dataset.data_folder",
+        "dataset.train_dataframe",
+        "dataset.data_folder_test",
+        "dataset.test_dataframe",
+        "dataset.validation_dataframe",
+    }
+)
+#: Hydrogen Torch keys that are read (so its YAML loads unchanged) but change nothing here,
+#: with their do-nothing value and what to use instead.
+UNUSED_KEYS = {
+    "dataset.validation_dataframe": (
+        None,
+        "validation recordings come from dataset.validation_strategy (e.g. fold_column)",
+    ),
+    "dataset.test_dataframe": (None, "score test recordings with `stetho predict`"),
+    "dataset.data_folder_test": (None, "score test recordings with `stetho predict`"),
+    "training.calculate_train_metric": (False, "only the training loss is logged per epoch"),
+    "training.automatically_adjust_batch_size": (
+        False,
+        "batch_size is used as given",
+    ),
+    "logging.neptune_project": ("", "stetho logs to MLflow (logging.logger=MLflow)"),
+}
+
+
+def flat_config(config: Config | dict[str, Any]) -> dict[str, Any]:
+    """``{"training.epochs": 3, ...}``: every leaf key of ``config`` (a config or its dict)."""
+    data = config.to_dict() if isinstance(config, Config) else config
+    out: dict[str, Any] = {}
+    for section, values in data.items():
+        if isinstance(values, dict):
+            out.update({f"{section}.{key}": value for key, value in values.items()})
+        else:
+            out[section] = values
+    return out
+
+
+def trained_result_keys(config: Config | dict[str, Any]) -> dict[str, Any]:
+    """The keys of ``config`` that decide the trained weights and validation predictions
+    (all but :data:`POST_TRAINING_KEYS` and :data:`DATA_LOCATION_KEYS`)."""
+    skip = POST_TRAINING_KEYS | DATA_LOCATION_KEYS | {"experiment_name"}
+    return {k: v for k, v in flat_config(config).items() if k not in skip}
+
+
+def unused_key_warnings(config: Config) -> list[str]:
+    """One warning per Hydrogen Torch key set to something that stetho does not do."""
+    flat = flat_config(config)
+    out = []
+    for key, (inert, instead) in UNUSED_KEYS.items():
+        if flat[key] != inert:
+            out.append(
+                f"{key}={flat[key]!r} is accepted for Hydrogen Torch compatibility but does "
+                f"nothing in stetho: {instead}"
+            )
+    return out
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -335,6 +449,19 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def load_resolved_config(path: str | Path) -> ResolvedConfig:
+    """Read a config written by :func:`save_config` after :func:`resolve_config` (a run's
+    ``config.yaml``): every value concrete, so no ``Auto`` is accepted."""
+    path = Path(path)
+    config = load_config(path)
+    try:
+        return ResolvedConfig.model_validate(config.to_dict())
+    except ValidationError as exc:
+        raise ConfigError(
+            _format_errors(exc, f"{path} (a resolved config: no Auto values)")
+        ) from None
+
+
 def save_config(config: Config, path: str | Path) -> None:
     from stetho.io import atomic_write_text
 
@@ -360,49 +487,46 @@ def _pow2_at_least(n: float) -> int:
     return p
 
 
-def resolve_config(config: Config) -> tuple[Config, list[str]]:
+def resolve_config(config: Config) -> tuple[ResolvedConfig, list[str]]:
     """Fill every ``Auto`` and repair values that cannot mean what they say.
 
-    Returns the resolved copy and human-readable warnings (both numbers in each). With
+    Returns the resolved copy and human-readable warnings (both numbers in each), including
+    one per Hydrogen Torch key that is set but does nothing here. With
     ``audio_parameters: Manual`` impossible values are refused instead of repaired.
     """
     cfg = config.model_copy(deep=True)
-    warnings: list[str] = []
+    warnings: list[str] = unused_key_warnings(config)
     a = cfg.audio
     manual = a.audio_parameters == "Manual"
 
-    if a.sample_rate == AUTO:
-        a.sample_rate = AUTO_SAMPLE_RATE
-    sr = int(a.sample_rate)
+    # Concrete values first (``Auto`` filled in), checked and repaired below.
+    sr = AUTO_SAMPLE_RATE if a.sample_rate == AUTO else a.sample_rate
     nyquist = sr / 2
-    if a.stft_window_size == AUTO:
-        a.stft_window_size = _pow2_at_least(AUTO_WINDOW_SECONDS * sr)
-    if a.hop_size == AUTO:
-        a.hop_size = max(1, round(AUTO_HOP_SECONDS * sr))
-    if a.mel_frequency_bins == AUTO:
-        a.mel_frequency_bins = 64
-    if a.minimum_frequency == AUTO:
-        a.minimum_frequency = 25.0
-    if a.maximum_frequency == AUTO:
-        a.maximum_frequency = nyquist
+    win = (
+        _pow2_at_least(AUTO_WINDOW_SECONDS * sr)
+        if a.stft_window_size == AUTO
+        else a.stft_window_size
+    )
+    hop = max(1, round(AUTO_HOP_SECONDS * sr)) if a.hop_size == AUTO else a.hop_size
+    n_mels = 64 if a.mel_frequency_bins == AUTO else a.mel_frequency_bins
+    f_min = 25.0 if a.minimum_frequency == AUTO else a.minimum_frequency
+    f_max = nyquist if a.maximum_frequency == AUTO else a.maximum_frequency
 
-    win, hop = int(a.stft_window_size), int(a.hop_size)
     for name, v in (("stft_window_size", win), ("hop_size", hop), ("sample_rate", sr)):
         if v <= 0:
             raise ConfigError(f"audio.{name} = {v}: expected a positive number of samples")
-    if a.maximum_frequency > nyquist:
+    if f_max > nyquist:
         msg = (
-            f"audio.maximum_frequency={a.maximum_frequency:g} Hz is above the Nyquist frequency "
+            f"audio.maximum_frequency={f_max:g} Hz is above the Nyquist frequency "
             f"({nyquist:g} Hz) for sample_rate={sr}"
         )
         if manual:
             raise ConfigError(msg + "; lower it or use audio_parameters: Auto")
         warnings.append(msg + f": mel bands capped at {nyquist:g} Hz")
-        a.maximum_frequency = nyquist
-    if a.minimum_frequency >= a.maximum_frequency:
+        f_max = nyquist
+    if f_min >= f_max:
         raise ConfigError(
-            f"audio.minimum_frequency={a.minimum_frequency:g} Hz must be below "
-            f"maximum_frequency={a.maximum_frequency:g} Hz"
+            f"audio.minimum_frequency={f_min:g} Hz must be below maximum_frequency={f_max:g} Hz"
         )
     if win / sr > MAX_SENSIBLE_WINDOW_SECONDS:
         warnings.append(
@@ -414,11 +538,13 @@ def resolve_config(config: Config) -> tuple[Config, list[str]]:
             f"audio.hop_size={hop} is larger than stft_window_size={win}: samples are skipped"
         )
     n_freqs = win // 2 + 1
-    if a.mel_frequency_bins > n_freqs:
+    if n_mels > n_freqs:
         warnings.append(
-            f"audio.mel_frequency_bins={a.mel_frequency_bins} exceeds the {n_freqs} STFT bins of "
+            f"audio.mel_frequency_bins={n_mels} exceeds the {n_freqs} STFT bins of "
             f"a {win}-sample window: some mel filters are empty"
         )
+    a.sample_rate, a.stft_window_size, a.hop_size = sr, win, hop
+    a.mel_frequency_bins, a.minimum_frequency, a.maximum_frequency = n_mels, f_min, f_max
 
     if cfg.environment.seed == -1:
         seed = random.SystemRandom().randrange(0, 2**31 - 1)
@@ -439,4 +565,4 @@ def resolve_config(config: Config) -> tuple[Config, list[str]]:
         cfg.dataset.group_fold_column = "patient"
     if cfg.dataset.group_fold_column is None:
         cfg.dataset.group_fold_column = "patient"
-    return cfg, warnings
+    return ResolvedConfig.model_validate(cfg.to_dict()), warnings

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
+import math
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from stetho.cli._common import cli_errors, resolve_data_dir
+from stetho.runs.folder import RunFolder
 
 console = Console(stderr=True)
 
@@ -26,7 +28,18 @@ def train(
     out: Path = typer.Option(
         None, "--out", "-o", help="Run folder to create [default: runs/<experiment_name>-<time>]."
     ),
-    resume: bool = typer.Option(False, "--resume", help="Continue a killed run in OUT.partial."),
+    layout: str = typer.Option(
+        "auto",
+        "--layout",
+        help="Dataset layout of --data: pascal, physionet2016, circor, table, folder "
+        "(default: detected).",
+    ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue a killed run in OUT.partial with its stored config; only overrides "
+        "that do not change what is trained (reports, export, logging, workers) apply.",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
     nproc: int = typer.Option(
         1,
@@ -39,12 +52,14 @@ def train(
     """Train and validate (patient-grouped k-fold), then write the run folder."""
     from stetho.config import load_config
     from stetho.training.distributed import env_rank
-    from stetho.training.experiment import final_table, run_experiment
+    from stetho.training.experiment import run_experiment
     from stetho.workflows.hooks import default_after_run
-    from stetho.workflows.tracking import epoch_logger
+    from stetho.workflows.tracking import check_available, epoch_logger
 
+    t0 = time.monotonic()
     with cli_errors():
         cfg = load_config(config, overrides or [])
+        check_available(cfg)  # a missing tracker fails now, not after the first epoch
         if out is None:
             out = Path("runs") / f"{cfg.experiment_name}-{time.strftime('%Y%m%d-%H%M%S')}"
         data_dir = (
@@ -53,18 +68,20 @@ def train(
         if nproc > 1:
             argv = [str(config), *(overrides or []), "--out", str(out)]
             argv += ["--data", str(data_dir)] if data_dir is not None else []
-            argv += ["--resume"] if resume else []
+            argv += ["--layout", layout, *(["--resume"] if resume else [])]
             argv += ["--progress" if progress else "--no-progress"]
             summary = _launch(nproc, argv, out=out)
         else:
+            tracker = epoch_logger(cfg, out_dir=out)
             summary = run_experiment(
                 cfg,
                 out_dir=out,
                 data=data_dir,
+                layout=layout,
                 resume=resume,
                 progress=progress,
                 after_run=default_after_run(),
-                on_epoch=epoch_logger(cfg, out_dir=out),
+                callbacks=[tracker] if tracker is not None else [],
             ).summary
     if env_rank() != 0:  # under torchrun, rank 0 reports
         return
@@ -72,14 +89,38 @@ def train(
     table = Table(title=f"{out} (pooled out-of-fold, {n} recordings)")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for name, value in final_table(summary):
+    for name, value in final_table(summary, command_seconds=time.monotonic() - t0):
         table.add_row(name, value)
     Console().print(table)
-    for w in summary["warnings"]:
+    for w in RunFolder(out).read_warnings():
         console.print(f"[yellow]warning:[/yellow] {w}")
 
 
-def _launch(nproc: int, argv: list[str], *, out: Path) -> dict:
+def final_table(summary: dict[str, Any], *, command_seconds: float) -> list[tuple[str, str]]:
+    """The closing table's rows: pooled out-of-fold metrics and the two times.
+
+    ``training`` is ``summary["seconds"]``: data loading and the folds' training, summed over
+    every segment of a resumed run. ``this command`` is the wall time of this invocation,
+    including the steps after training (report, interpretations, export, tracking).
+    """
+    pooled = summary["pooled"]
+    rows = [(f"AUC {c}", _fmt(v["auc"])) for c, v in pooled["per_class"].items()]
+    rows += [
+        ("macro AUC", _fmt(pooled["macro_auc"])),
+        ("balanced accuracy", _fmt(pooled["balanced_accuracy"])),
+    ]
+    if "physionet2016" in pooled:
+        rows.append(("MAcc normal/abnormal", _fmt(pooled["physionet2016"]["macc"])))
+    rows.append(("training time (all segments)", f"{summary['seconds']:.0f} s"))
+    rows.append(("wall time of this command (incl. report, export)", f"{command_seconds:.0f} s"))
+    return rows
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+
+def _launch(nproc: int, argv: list[str], *, out: Path) -> dict[str, Any]:
     """Run ``stetho train ARGV`` in ``nproc`` processes with torch's launcher (torchrun's
     ``--standalone`` single-node rendezvous) and return the finished run's summary."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -94,7 +135,8 @@ def _launch(nproc: int, argv: list[str], *, out: Path) -> dict:
         run(args)
     except ChildFailedError as exc:
         raise RuntimeError(f"distributed training failed: {exc}") from None
-    return json.loads((out / "summary.json").read_text())
+    folder = RunFolder(out)
+    return dict(folder.read_json(folder.summary))
 
 
 def register(app: typer.Typer) -> None:

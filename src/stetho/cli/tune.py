@@ -10,6 +10,7 @@ from rich.table import Table
 
 from stetho.cli._common import cli_errors, resolve_data_dir
 from stetho.cli.extras import require_extra
+from stetho.runs.folder import StudyFolder
 
 
 def tune(
@@ -53,10 +54,11 @@ def tune(
     config as YAML. Run it again with the same --storage to resume."""
     require_extra("optuna", "tune", "stetho tune")
     from stetho.config import load_config
-    from stetho.workflows.tune import load_search_space
+    from stetho.workflows.tune import check_available, load_search_space
     from stetho.workflows.tune import tune as run_tune
 
     with cli_errors():
+        check_available()  # optuna missing: say which extra, before reading anything
         base = load_config(config, overrides or [])
         dims = load_search_space(space, base=base)
         out = out or Path("runs") / f"tune-{base.experiment_name}"
@@ -67,7 +69,7 @@ def tune(
             base,
             space=dims,
             trials=trials,
-            storage=storage or f"sqlite:///{(out / 'tune.db').resolve()}",
+            storage=storage or f"sqlite:///{StudyFolder(out).storage.resolve()}",
             study_dir=out,
             study_name=study_name,
             data=data_dir,

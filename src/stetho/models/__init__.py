@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from stetho.config import Config
+from torch import nn
+
+from stetho.config import ArchitectureConfig, Config
 from stetho.features import LogMel
 from stetho.models import heartnet as _heartnet  # noqa: F401  (registers)
 from stetho.models import timm_backbones as _timm  # noqa: F401  (registers)
@@ -11,6 +13,7 @@ from stetho.models.registry import get_backbone_fn, is_backbone, list_backbones,
 
 __all__ = [
     "HeartSoundClassifier",
+    "create_backbone",
     "create_model",
     "is_backbone",
     "list_backbones",
@@ -23,9 +26,7 @@ def create_model(
 ) -> HeartSoundClassifier:
     """Build the classifier for a *resolved* config."""
     arch = config.architecture
-    backbone = get_backbone_fn(arch.backbone)(
-        pretrained=arch.pretrained, pretrained_weights=arch.pretrained_weights, width=arch.width
-    )
+    backbone = create_backbone(arch)
     return HeartSoundClassifier(
         frontend=LogMel.from_config(config.audio),
         backbone=backbone,
@@ -33,4 +34,12 @@ def create_model(
         pool=arch.pool,
         dropout=arch.dropout,
         n_extra_features=n_extra_features,
+    )
+
+
+def create_backbone(arch: ArchitectureConfig) -> nn.Module:
+    """The registered backbone ``arch.backbone`` (``ValueError`` naming the registered ones
+    when unknown), with the pretrained weights the config asks for."""
+    return get_backbone_fn(arch.backbone)(
+        pretrained=arch.pretrained, pretrained_weights=arch.pretrained_weights, width=arch.width
     )

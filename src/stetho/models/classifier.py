@@ -27,10 +27,13 @@ class HeartSoundClassifier(nn.Module):
         super().__init__()
         self.frontend = frontend
         self.backbone = backbone
-        self.pool = create_pool(pool, backbone.num_features)
+        channels = getattr(backbone, "num_features", None)
+        if not isinstance(channels, int):
+            raise TypeError(f"backbone {type(backbone).__name__} does not expose num_features")
+        self.pool = create_pool(pool, channels)
         self.dropout = nn.Dropout(dropout)
         self.n_extra_features = n_extra_features
-        self.head = nn.Linear(backbone.num_features + n_extra_features, n_classes)
+        self.head = nn.Linear(channels + n_extra_features, n_classes)
 
     def forward_features(self, spec: torch.Tensor) -> torch.Tensor:
         """``(B, 1, n_mels, frames)`` -> backbone feature map ``(B, C, f, t)``."""

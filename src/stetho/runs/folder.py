@@ -22,6 +22,11 @@ runs/<name>/
                            (an :class:`ExplanationFolder`)
   scoring/                 the exported ONNX pipeline (a :class:`PipelineFolder`)
   mlflow_run.json          the MLflow run this run was logged to
+  scoring/                 the exported ONNX pipeline (a :class:`PipelineFolder`)
+  mlflow_run.json          the MLflow run this run was logged to
+  elapsed.json             training seconds so far, summed over resumed segments (while partial)
+  pseudo/round-<r>/fold-<k>/   intermediate pseudo-labelling rounds' fold models
+  pseudo_labels_fold<k>_round<r>.parquet   the pseudo-labels fold k's round-r student used
 ```
 
 While training, the folder is ``<name>.partial``; it is renamed to ``<name>`` only when
@@ -160,6 +165,19 @@ class RunFolder:
     def mlflow_run(self) -> Path:
         return self.root / "mlflow_run.json"
 
+    @property
+    def elapsed(self) -> Path:
+        return self.root / "elapsed.json"
+
+    def pseudo_round(self, round_: int) -> RunFolder:
+        """The folder of an intermediate pseudo-labelling round (its ``fold-<k>`` models)."""
+        return RunFolder(self.root / "pseudo" / f"round-{round_}")
+
+    def pseudo_labels(self, fold: int, round_: int) -> Path:
+        """The audit table of the pseudo-labels that fold ``fold``'s round-``round_`` student
+        trains on."""
+        return self.root / f"pseudo_labels_fold{fold}_round{round_}.parquet"
+
     #: Files worth copying to an experiment tracker, in this order.
     TRACKED = (
         "config",
@@ -208,6 +226,13 @@ class RunFolder:
             if suffix.isdigit():
                 folds.append(int(suffix))
         return sorted(folds)
+
+    def has_training(self) -> bool:
+        """Whether anything was trained here: a finished fold (of any pseudo-labelling round)
+        or an epoch checkpoint of an unfinished one."""
+        patterns = ("fold-*/model.safetensors", "fold-*/checkpoint.pt")
+        roots = [self.root, *sorted((self.root / "pseudo").glob("round-*"))]
+        return any(next(r.glob(p), None) is not None for r in roots for p in patterns)
 
     # --- state ---------------------------------------------------------------------------
     @property
@@ -317,6 +342,37 @@ class ExplanationFolder:
     def read_index(self) -> dict[str, Any] | None:
         """The parsed ``index.json``, or ``None`` when there is none."""
         return json.loads(self.index.read_text()) if self.index.is_file() else None
+
+
+@dataclass(frozen=True)
+class StudyFolder:
+    """A hyperparameter study (``stetho tune``): one run folder per trial, and the best."""
+
+    root: Path
+
+    def __init__(self, root: str | Path) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    def trial(self, number: int) -> RunFolder:
+        """Trial ``number``'s run folder (sealed path; its ``.partial`` while it trains)."""
+        return RunFolder(self.root / f"trial-{number}")
+
+    @property
+    def storage(self) -> Path:
+        """The default Optuna storage file (``sqlite:///<this>``)."""
+        return self.root / "tune.db"
+
+    @property
+    def best_config(self) -> Path:
+        return self.root / "best_config.yaml"
+
+    @property
+    def best_trial(self) -> Path:
+        return self.root / "best_trial.json"
+
+    @property
+    def trials(self) -> Path:
+        return self.root / "trials.csv"
 
 
 def is_run_folder(path: str | Path) -> bool:

@@ -44,7 +44,7 @@ def random_noise(
 ) -> np.ndarray:
     """Additive white or brown-ish noise at a random signal-to-noise ratio."""
     power = float(np.mean(x**2)) + 1e-12
-    noise = rng.standard_normal(x.shape[0]).astype(np.float32)
+    noise = np.asarray(rng.standard_normal(x.shape[0]), dtype=np.float32)
     if rng.random() < 0.5:  # body and handling noise is mostly low-frequency
         noise = np.cumsum(noise)
         noise -= np.linspace(noise[0], noise[-1], noise.shape[0], dtype=np.float32)

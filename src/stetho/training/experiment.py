@@ -1,21 +1,24 @@
-"""A whole experiment: data -> folds -> train each fold -> out-of-fold metrics -> run folder.
+"""A whole experiment: execute a :class:`~stetho.training.plan.TrainingPlan`.
 
-``run_experiment`` is what ``stetho train`` calls. It writes into ``<out>.partial`` and renames
-it to ``<out>`` once everything is written; ``resume=True`` continues a killed run from its
-last finished epoch (per fold) with the config and folds it started with.
+``run_experiment`` is what ``stetho train`` calls. It checks the config, plans the run
+(:mod:`stetho.training.plan`), writes into ``<out>.partial`` and renames it to ``<out>`` once
+everything is written; ``resume=True`` continues a killed run from its last finished epoch
+(per fold) with the config and folds it started with.
+
+A run that fails before anything was trained leaves nothing behind; one that fails later keeps
+``<out>.partial`` for ``--resume``. Every path comes from :class:`stetho.runs.folder.RunFolder`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import platform
+import shutil
 import subprocess
 import sys
 import time
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -25,30 +28,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from stetho.config import Config, load_config, resolve_config, save_config
-from stetho.data.folds import assign_folds
-from stetho.data.readers import read_dataset, read_table
+from stetho.config import Config, ResolvedConfig
 from stetho.features.rhythm import rhythm_extras
-from stetho.io import append_jsonl, atomic_write_json, atomic_write_text, write_table
+from stetho.io import atomic_write_json, atomic_write_text, write_table
 from stetho.metrics import classification_metrics, metrics_by_group
-from stetho.models.registry import get_backbone_fn
-from stetho.models.timm_backbones import PretrainedWeightsUnavailable
-from stetho.runs import CONFIG, LABELS, fold_dir, partial_dir, save_model
+from stetho.runs import save_model
+from stetho.runs.folder import RunFolder
 from stetho.training import distributed
+from stetho.training.callbacks import TrainingCallback
 from stetho.training.data import LoadedAudio, load_waveforms, sample_rows, targets_for
-from stetho.training.loop import CHECKPOINT, FoldData, select_device, train_fold
-from stetho.training.pseudo import (
-    add_unlabeled_table,
-    pseudo_label_path,
-    pseudo_labels_for_fold,
-    round_dir,
-    soft_targets,
-)
+from stetho.training.loop import FoldData, select_device, train_fold
+from stetho.training.plan import TrainingPlan, check_config, plan_training, resume_plan
+from stetho.training.pseudo import pseudo_labels_for_fold, soft_targets
 
 logger = logging.getLogger(__name__)
 
 UNLABEL = "unlabel"
-VALID_PREDICTIONS = "valid_predictions.parquet"
 PACKAGES = (
     "stetho",
     "torch",
@@ -65,6 +60,9 @@ PACKAGES = (
     "safetensors",
 )
 
+#: A step run after training, before the folder is sealed (``stetho.workflows.hooks``).
+AfterRun = Callable[[Path], None]
+
 
 @dataclass
 class ExperimentResult:
@@ -72,34 +70,14 @@ class ExperimentResult:
     summary: dict[str, Any]
     oof: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
+    #: Training seconds, summed over every segment of a resumed run (``summary["seconds"]``).
+    training_seconds: float = 0.0
+    #: Seconds of this call, including the after-training steps (report, export, ...).
     seconds: float = 0.0
 
 
-def build_manifest(config: Config, data: str | Path | None) -> pd.DataFrame:
-    """The dataset named by ``--data`` (any layout), else the config's ``train_dataframe``;
-    plus the recordings of ``dataset.unlabeled_dataframe``, unlabelled."""
-    ds = config.dataset
-    if data is not None:
-        manifest = read_dataset(data)
-    elif ds.train_dataframe and Path(ds.train_dataframe).exists():
-        manifest = read_table(
-            ds.train_dataframe,
-            data_folder=ds.data_folder,
-            audio_column=ds.audio_column,
-            label_column=ds.label_columns[0] if ds.label_columns else "label",
-        )
-    else:
-        raise FileNotFoundError(
-            f"no data: dataset.train_dataframe={ds.train_dataframe!r} does not exist here; "
-            "pass --data DIR"
-        )
-    if ds.unlabeled_dataframe:
-        manifest = add_unlabeled_table(manifest, ds)
-    return manifest
-
-
 def environment_info(config: Config, device: torch.device) -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in PACKAGES:
         try:
             versions[pkg] = metadata.version(pkg)
@@ -131,150 +109,182 @@ def environment_info(config: Config, device: torch.device) -> dict[str, Any]:
     }
 
 
-def _data_warnings(df: pd.DataFrame) -> list[str]:
-    """Classes that exist in one recording source only can be learnt from the device alone."""
-    out = []
-    labelled = df[df["label"].notna()]
-    if labelled["source"].nunique() > 1:
-        for label, part in labelled.groupby("label"):
-            sources = sorted(part["source"].unique())
-            if len(sources) == 1:
-                out.append(
-                    f"class {label!r} occurs only in source {sources[0]!r}: a model can find it by "
-                    "the recording device alone; read its AUC with the per-source metrics"
-                )
-    return out
-
-
-def _fold_plan(config: Config, df: pd.DataFrame) -> tuple[pd.DataFrame, list[int], list[str]]:
-    """Assign folds and decide which to train. Returns (manifest, folds to train, warnings)."""
-    ds = config.dataset
-    warns: list[str] = []
-    if ds.validation_strategy == "leave_source_out":
-        labelled = df[df["label"].notna()]
-        per_source = labelled.groupby("source")["label"].apply(set)
-        shared = set.intersection(*per_source.tolist()) if len(per_source) else set()
-        dropped = sorted(set(labelled["label"]) - shared)
-        if dropped:
-            warns.append(
-                f"leave_source_out: classes {dropped} do not occur in every source and are left "
-                f"out; shared classes: {sorted(shared)}"
-            )
-            df = df[df["label"].isna() | df["label"].isin(shared)].reset_index(drop=True)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        df = assign_folds(
-            df,
-            n_splits=ds.number_of_folds,
-            seed=config.environment.seed,
-            group_column=ds.group_fold_column or "patient",
-            strategy=ds.validation_strategy,
-            validation_size=ds.validation_size,
-        )
-    warns.extend(str(w.message) for w in caught)
-    available = sorted(
-        int(f) for f in df.loc[df["label"].notna() & (df["fold"] >= 0), "fold"].unique()
-    )
-    if ds.validation_strategy == "holdout":
-        available = [1]
-    if ds.folds:
-        wanted = [int(f) for f in ds.folds]
-        bad = sorted(set(wanted) - set(available))
-        if bad:
-            raise ValueError(
-                f"dataset.folds={ds.folds}: fold(s) {bad} do not exist; folds: {available}"
-            )
-        return df, wanted, warns
-    return df, available, warns
-
-
 def run_experiment(
     config: Config,
     *,
     out_dir: str | Path,
     data: str | Path | None = None,
+    layout: str = "auto",
     resume: bool = False,
     progress: bool = True,
-    stop_after_epoch: int | None = None,
-    after_run: list[Callable[[Path], None]] | None = None,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    after_run: Sequence[AfterRun] = (),
+    callbacks: Sequence[TrainingCallback] = (),
 ) -> ExperimentResult:
     """Train and validate every planned fold and write the run folder (see :mod:`stetho.runs`).
 
-    ``on_epoch`` receives each epoch's record as it is appended to ``metrics.jsonl`` (an
-    experiment tracker's live feed). Under torchrun every process calls this: all train,
-    rank 0 alone writes (see :mod:`stetho.training.distributed`).
+    ``data`` is read as ``layout`` (a name of :func:`stetho.data.readers.list_readers`, or
+    ``auto``). ``callbacks`` see every epoch (an experiment tracker's live feed, pruning);
+    ``after_run`` steps get the finished, still partial folder. Under torchrun every process
+    calls this: all train, rank 0 alone writes (see :mod:`stetho.training.distributed`).
     """
+    folder = RunFolder(out_dir).sealed()
+    check_config(config)  # before any folder is made or any recording decoded
     with distributed.process_group(select_device(config)):
-        return _run_experiment(
-            config,
-            out_dir=Path(out_dir),
-            data=data,
-            resume=resume,
-            progress=progress,
-            stop_after_epoch=stop_after_epoch,
-            after_run=after_run,
-            on_epoch=on_epoch,
-        )
+        if distributed.is_main():
+            _prepare_folder(folder, resume=resume)
+        distributed.barrier()  # every rank has looked at the folder before rank 0 writes
+        work = folder.working()
+        try:
+            if distributed.is_main():
+                plan = _make_plan(config, work=work, data=data, layout=layout, resume=resume)
+                plan.save(work)
+            distributed.barrier()
+            if not distributed.is_main():  # the other ranks use what rank 0 planned and wrote
+                plan = TrainingPlan.load(work)
+            return _execute(
+                plan, folder=folder, progress=progress, after_run=after_run, callbacks=callbacks
+            )
+        except BaseException:
+            if distributed.is_main():
+                _after_failure(work)
+            raise
 
 
-def _run_experiment(
-    config: Config,
-    *,
-    out_dir: Path,
-    data: str | Path | None,
-    resume: bool,
-    progress: bool,
-    stop_after_epoch: int | None,
-    after_run: list[Callable[[Path], None]] | None,
-    on_epoch: Callable[[dict[str, Any]], None] | None,
-) -> ExperimentResult:
-    t0 = time.time()
-    work = partial_dir(out_dir)
-    main = distributed.is_main()
-    if out_dir.exists():
-        raise FileExistsError(f"{out_dir} already exists: choose another --out or delete it")
-    if work.exists() and not resume:
+def _prepare_folder(folder: RunFolder, *, resume: bool) -> None:
+    """Refuse to touch a finished run; clear a stale partial that holds nothing trained."""
+    work = folder.working()
+    if folder.root.exists():
+        raise FileExistsError(f"{folder.root} already exists: choose another --out or delete it")
+    if not work.root.exists() or resume:
+        return
+    if work.has_training():
         raise FileExistsError(
-            f"{work} holds an unfinished run: pass --resume to continue it, or delete it to "
-            "start over"
+            f"{work.root} holds an unfinished run with trained epochs: pass --resume to continue "
+            "it, or delete it to start over"
         )
-    distributed.barrier()  # every rank has looked at the folder before rank 0 writes into it
-    if main:
-        config, run_warnings, manifest, folds = _plan_run(
-            config, data=data, work=work, resume=resume
+    logger.warning("removing %s: a stale unfinished run with nothing trained", work.root)
+    shutil.rmtree(work.root)
+
+
+def _make_plan(
+    config: Config, *, work: RunFolder, data: str | Path | None, layout: str, resume: bool
+) -> TrainingPlan:
+    if resume and work.config.exists():
+        logger.info("resuming %s with its stored config and folds", work.root)
+        return resume_plan(work, config)
+    if resume:
+        logger.warning("nothing to resume at %s: starting a new run", work.root)
+    return plan_training(config, data=data, layout=layout)
+
+
+def _after_failure(work: RunFolder) -> None:
+    """A failed run keeps its partial folder only when something was trained in it."""
+    if not work.root.exists():
+        return
+    if work.has_training():
+        logger.error(
+            "training stopped; %s keeps what was trained: continue it with --resume", work.root
         )
-    distributed.barrier()
-    if not main:  # the other ranks use what rank 0 planned and wrote
-        config, run_warnings, manifest, folds = _stored_plan(work)
+    else:
+        logger.error("training stopped before anything was trained: removing %s", work.root)
+        shutil.rmtree(work.root, ignore_errors=True)
+
+
+def _execute(
+    plan: TrainingPlan,
+    *,
+    folder: RunFolder,
+    progress: bool,
+    after_run: Sequence[AfterRun],
+    callbacks: Sequence[TrainingCallback],
+) -> ExperimentResult:
+    t0 = time.monotonic()
+    work = folder.working()
+    main = distributed.is_main()
+    cfg, run_warnings = plan.config, plan.warnings
     progress = progress and main
     for w in run_warnings:
         logger.warning("%s", w)
-
-    cfg = config
-    sr = int(cfg.audio.sample_rate)
-    device = select_device(cfg)
-    if cfg.environment.gpus and device.type == "cpu":
-        _add(
-            run_warnings,
-            f"environment.gpus={cfg.environment.gpus} but no GPU is available: training on CPU",
-        )
     if cfg.environment.threads:
         torch.set_num_threads(cfg.environment.threads)
-    if cfg.training.automatically_adjust_batch_size:
-        _add(
-            run_warnings,
-            "training.automatically_adjust_batch_size is not implemented: batch_size used as given",
-        )
-    if cfg.training.train_validation_data:
-        _add(
-            run_warnings,
-            "training.train_validation_data=true: validation recordings are also trained on, "
-            "so validation metrics are optimistic",
-        )
-    for message in _pretrained_warnings(cfg):
-        _add(run_warnings, message)
+    clock = _Clock(work, t0)
 
+    inputs = _load_inputs(plan, work=work, progress=progress)
+    device = select_device(cfg)
+    if main:
+        atomic_write_json(
+            work.labels,
+            {
+                "classes": inputs.classes,
+                "loss_function": cfg.training.loss_function,
+                "sample_rate": cfg.audio.sample_rate,
+                "n_extra_features": inputs.n_extra,
+            },
+        )
+        work.write_warnings(run_warnings)
+        info = environment_info(cfg, device)
+        info["world_size"] = distributed.world_size()
+        atomic_write_json(work.environment, info)
+
+    # Round 0 is supervised. With pseudo-labelling (stetho.training.pseudo), rounds 0 .. R-1
+    # train into pseudo/round-<r>/ and the last round R into the run folder itself.
+    n_rounds = cfg.pseudo_labeling.rounds if cfg.pseudo_labeling.enabled else 0
+    histories: list[dict[str, Any]] = []
+    round_metrics: list[dict[str, Any]] = []
+    parts: list[pd.DataFrame] = []
+    for r in range(n_rounds + 1):
+        log = _EpochLog(work, round_=r if n_rounds else None, callbacks=[*callbacks, clock])
+        parts, round_history = _train_folds(
+            cfg,
+            inputs=inputs,
+            folds=plan.folds,
+            round_=r,
+            root=work if r == n_rounds else work.pseudo_round(r),
+            log=log,
+            progress=progress,
+        )
+        histories += round_history
+        if n_rounds and main:
+            round_metrics.append(_round_summary(r, parts, inputs.classes, work=work, plan=plan))
+
+    if not main:
+        distributed.barrier()  # rank 0 writes and seals the run folder
+        return _finished_result(folder, t0)
+    oof = pd.concat(parts, ignore_index=True)
+    write_table(oof, work.oof_predictions)
+    # The authoritative per-epoch log: rebuilt from the folds' histories, so lines of an
+    # epoch interrupted by a crash never appear twice.
+    atomic_write_text(
+        work.metrics_log, "".join(json.dumps(h, default=str) + "\n" for h in histories)
+    )
+    summary = summarize_oof(oof, inputs.classes)
+    if round_metrics:
+        summary["pseudo_labeling"] = round_metrics
+    summary["warnings"] = run_warnings
+    summary["folds"] = plan.folds
+    #: Training only (not the after-training steps), summed over resumed segments.
+    summary["seconds"] = round(clock.total(), 1)
+    atomic_write_json(work.summary, summary)
+    work.write_warnings(run_warnings)
+    for hook in after_run:
+        hook(work.root)
+    work.elapsed.unlink(missing_ok=True)
+    work.root.rename(folder.root)
+    logger.info("run folder %s written", folder.root)
+    distributed.barrier()
+    return ExperimentResult(
+        run_dir=folder.root,
+        summary=summary,
+        oof=oof,
+        warnings=work.sealed().read_warnings(),
+        training_seconds=summary["seconds"],
+        seconds=time.monotonic() - t0,
+    )
+
+
+def _load_inputs(plan: TrainingPlan, *, work: RunFolder, progress: bool) -> _FoldInputs:
+    """Decode the recordings the plan trains on (and the pseudo-labelling candidates)."""
+    cfg, manifest, run_warnings = plan.config, plan.manifest, plan.warnings
     if cfg.dataset.unlabeled_as_class:
         manifest["label"] = manifest["label"].fillna(UNLABEL)
     labelled = manifest[manifest["label"].notna() & (manifest["fold"] >= 0)].reset_index(drop=True)
@@ -288,39 +298,24 @@ def _run_experiment(
         raise ValueError(f"need at least two classes to train, found {classes}")
     audio = load_waveforms(
         labelled["path"].tolist() + pool["path"].tolist(),
-        sample_rate=sr,
+        sample_rate=cfg.audio.sample_rate,
         min_duration_s=cfg.dataset.min_duration_seconds,
         max_duration_s=cfg.dataset.max_duration_seconds,
         progress=progress,
     )
     if audio.errors:
         skipped = pd.DataFrame({"path": list(audio.errors), "reason": list(audio.errors.values())})
-        if main:
-            write_table(skipped, work / "skipped.csv")
+        if distributed.is_main():
+            write_table(skipped, work.skipped)
         _add(
             run_warnings,
-            f"{len(audio.errors)} recording(s) could not be used and were skipped: see skipped.csv",
+            f"{len(audio.errors)} recording(s) could not be used and were skipped: see "
+            f"{work.skipped.name}",
         )
         labelled = labelled[labelled["path"].isin(audio.waves)].reset_index(drop=True)
         pool = pool[pool["path"].isin(audio.waves)].reset_index(drop=True)
     extras = _rhythm_extras(cfg, pd.concat([labelled, pool]), audio)
-    n_extra = 0 if extras is None else len(next(iter(extras.values()), []))
-    if main:
-        atomic_write_json(
-            work / LABELS,
-            {
-                "classes": classes,
-                "loss_function": cfg.training.loss_function,
-                "sample_rate": sr,
-                "n_extra_features": n_extra,
-            },
-        )
-        atomic_write_json(work / "warnings.json", run_warnings)
-        info = environment_info(cfg, device)
-        info["world_size"] = distributed.world_size()
-        atomic_write_json(work / "environment.json", info)
-
-    fold_inputs = _FoldInputs(
+    return _FoldInputs(
         work=work,
         classes=classes,
         labelled=labelled,
@@ -328,94 +323,51 @@ def _run_experiment(
         waves=audio.waves,
         extras=extras,
     )
-    # Round 0 is supervised. With pseudo-labelling (stetho.training.pseudo), rounds 0 .. R-1
-    # train into pseudo/round-<r>/ and the last round R into the run folder itself.
-    n_rounds = cfg.pseudo_labeling.rounds if cfg.pseudo_labeling.enabled else 0
-    histories: list[dict[str, Any]] = []
-    round_metrics: list[dict[str, Any]] = []
-    for r in range(n_rounds + 1):
-        parts, round_history = _train_folds(
-            cfg,
-            inputs=fold_inputs,
-            folds=folds,
-            round_=r,
-            root=work if r == n_rounds else round_dir(work, r),
-            tag_round=n_rounds > 0,
-            on_epoch=on_epoch,
-            progress=progress,
-            stop_after_epoch=stop_after_epoch,
-        )
-        histories += round_history
-        if n_rounds and main:
-            round_metrics.append(_round_summary(r, parts, classes, work=work, folds=folds))
-
-    if not main:
-        distributed.barrier()  # rank 0 writes and seals the run folder
-        return _finished_result(out_dir, t0)
-    oof = pd.concat(parts, ignore_index=True)
-    write_table(oof, work / "oof_predictions.parquet")
-    # The authoritative per-epoch log: rebuilt from the folds' histories, so lines of an
-    # epoch interrupted by a crash never appear twice.
-    atomic_write_text(
-        work / "metrics.jsonl", "".join(json.dumps(h, default=str) + "\n" for h in histories)
-    )
-    summary = summarize_oof(oof, classes)
-    if round_metrics:
-        summary["pseudo_labeling"] = round_metrics
-    summary["warnings"] = run_warnings
-    summary["folds"] = folds
-    summary["seconds"] = round(time.time() - t0, 1)
-    atomic_write_json(work / "summary.json", summary)
-    atomic_write_json(work / "warnings.json", run_warnings)
-    for hook in after_run or []:
-        hook(work)
-    work.rename(out_dir)
-    logger.info("run folder %s written", out_dir)
-    distributed.barrier()
-    return ExperimentResult(
-        run_dir=out_dir, summary=summary, oof=oof, warnings=run_warnings, seconds=time.time() - t0
-    )
 
 
-def _plan_run(
-    config: Config, *, data: str | Path | None, work: Path, resume: bool
-) -> tuple[Config, list[str], pd.DataFrame, list[int]]:
-    """Resolve the config, read the data and plan the folds, storing all three in ``work``;
-    with ``resume``, read back what a killed run stored instead."""
-    if resume and (work / CONFIG).exists():
-        logger.info("resuming %s with its stored config and folds", work)
-        return _stored_plan(work)
-    if resume:
-        logger.warning("nothing to resume at %s: starting a new run", work)
-    config, run_warnings = resolve_config(config)
-    manifest = build_manifest(config, data)
-    manifest, folds, fold_warnings = _fold_plan(config, manifest)
-    run_warnings += fold_warnings + _data_warnings(manifest)
-    work.mkdir(parents=True, exist_ok=True)
-    save_config(config, work / CONFIG)
-    write_table(manifest, work / "manifest.parquet")
-    atomic_write_json(work / "plan.json", {"folds": folds})
-    atomic_write_json(work / "warnings.json", run_warnings)
-    return config, run_warnings, manifest, folds
+class _Clock(TrainingCallback):
+    """Training seconds summed over the segments of a resumed run: what earlier segments
+    recorded in ``elapsed.json`` plus this one, written again after every epoch (a kill loses
+    at most the epoch it interrupts)."""
+
+    def __init__(self, work: RunFolder, t0: float) -> None:
+        self.work, self.t0 = work, t0
+        self.before = float(work.read_json(work.elapsed, {}).get("seconds", 0.0))
+
+    def total(self) -> float:
+        return self.before + time.monotonic() - self.t0
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        atomic_write_json(self.work.elapsed, {"seconds": round(self.total(), 3)})
 
 
-def _stored_plan(work: Path) -> tuple[Config, list[str], pd.DataFrame, list[int]]:
-    config = load_config(work / CONFIG)
-    run_warnings = json.loads((work / "warnings.json").read_text())
-    manifest = pd.read_parquet(work / "manifest.parquet")
-    folds = [int(f) for f in json.loads((work / "plan.json").read_text())["folds"]]
-    return config, run_warnings, manifest, folds
+class _EpochLog(TrainingCallback):
+    """Appends each epoch to ``metrics.jsonl`` (tagged with its pseudo-labelling round), then
+    hands it to the user's callbacks."""
+
+    def __init__(
+        self, work: RunFolder, *, round_: int | None, callbacks: Sequence[TrainingCallback]
+    ) -> None:
+        self.work, self.round, self.callbacks = work, round_, callbacks
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        if self.round is not None:
+            record["round"] = self.round
+        self.work.append_metrics(record)
+        for callback in self.callbacks:
+            callback.on_epoch_end(dict(record))
 
 
-def _finished_result(out_dir: Path, t0: float) -> ExperimentResult:
+def _finished_result(folder: RunFolder, t0: float) -> ExperimentResult:
     """What a rank other than 0 returns: the run folder rank 0 sealed."""
-    summary = json.loads((out_dir / "summary.json").read_text())
+    summary = folder.read_json(folder.summary)
     return ExperimentResult(
-        run_dir=out_dir,
+        run_dir=folder.root,
         summary=summary,
-        oof=pd.read_parquet(out_dir / "oof_predictions.parquet"),
+        oof=pd.read_parquet(folder.oof_predictions),
         warnings=summary["warnings"],
-        seconds=time.time() - t0,
+        training_seconds=summary["seconds"],
+        seconds=time.monotonic() - t0,
     )
 
 
@@ -423,7 +375,7 @@ def _finished_result(out_dir: Path, t0: float) -> ExperimentResult:
 class _FoldInputs:
     """What every fold of every round trains from."""
 
-    work: Path
+    work: RunFolder
     classes: list[str]
     #: labelled rows with a fold, and the unlabelled candidates for pseudo-labels
     labelled: pd.DataFrame
@@ -432,39 +384,32 @@ class _FoldInputs:
     #: rhythm features by path (``training.rhythm_features``)
     extras: dict[str, np.ndarray] | None
 
+    @property
+    def n_extra(self) -> int:
+        return 0 if self.extras is None else len(next(iter(self.extras.values()), []))
+
 
 def _train_folds(
-    cfg: Config,
+    cfg: ResolvedConfig,
     *,
     inputs: _FoldInputs,
     folds: list[int],
     round_: int,
-    root: Path,
-    tag_round: bool,
-    on_epoch: Callable[[dict[str, Any]], None] | None,
+    root: RunFolder,
+    log: _EpochLog,
     progress: bool,
-    stop_after_epoch: int | None,
 ) -> tuple[list[pd.DataFrame], list[dict[str, Any]]]:
     """Train (or, when finished before a crash, reload) each fold of one round into
-    ``root/fold-<k>``; returns the folds' validation predictions and epoch histories."""
+    ``root``'s fold folders; returns the folds' validation predictions and epoch histories."""
     work, classes, labelled = inputs.work, inputs.classes, inputs.labelled
     main = distributed.is_main()
+    tag_round = log.round is not None
     parts = []
     histories: list[dict[str, Any]] = []
-
-    def log_epoch(record: dict[str, Any]) -> None:
-        if tag_round:
-            record["round"] = round_
-        append_jsonl(work / "metrics.jsonl", record)
-        if on_epoch is not None:
-            on_epoch(record)
-
     for k in folds:
-        fdir = fold_dir(root, k)
-        done = (fdir / "model.safetensors").exists() and (fdir / VALID_PREDICTIONS).exists()
-        if done:
-            parts.append(pd.read_parquet(fdir / VALID_PREDICTIONS))
-            histories += json.loads((fdir / "history.json").read_text())
+        if root.fold_model(k).exists() and root.fold_valid_predictions(k).exists():
+            parts.append(pd.read_parquet(root.fold_valid_predictions(k)))
+            histories += root.read_json(root.fold_history(k))
             continue
         valid_mask = labelled["fold"] == k
         train_mask = ~valid_mask | cfg.training.train_validation_data
@@ -484,7 +429,7 @@ def _train_folds(
         if round_ > 0:
             table = pseudo_labels_for_fold(
                 cfg,
-                run_dir=work,
+                run_dir=work.root,
                 fold=k,
                 round_=round_,
                 classes=classes,
@@ -519,10 +464,9 @@ def _train_folds(
             classes=classes,
             data=fold_data,
             fold=k,
-            fold_dir=fdir,
-            on_epoch=log_epoch,
+            checkpoint=root.fold_checkpoint(k),
+            callbacks=[log],
             progress=progress,
-            stop_after_epoch=stop_after_epoch,
         )
         if tag_round:
             for h in result.history:
@@ -533,12 +477,12 @@ def _train_folds(
         if main:
             save_model(
                 result.model,
-                fdir / "model.safetensors",
+                root.fold_model(k),
                 metadata={"fold": str(k), "classes": json.dumps(classes)},
             )
-            atomic_write_json(fdir / "history.json", result.history)
-            write_table(part, fdir / VALID_PREDICTIONS)
-            (fdir / CHECKPOINT).unlink(missing_ok=True)
+            atomic_write_json(root.fold_history(k), result.history)
+            write_table(part, root.fold_valid_predictions(k))
+            root.fold_checkpoint(k).unlink(missing_ok=True)
         distributed.barrier()  # the next fold (and a teacher's student) finds this one written
         parts.append(part)
         histories += result.history
@@ -546,7 +490,12 @@ def _train_folds(
 
 
 def _round_summary(
-    round_: int, parts: list[pd.DataFrame], classes: list[str], *, work: Path, folds: list[int]
+    round_: int,
+    parts: list[pd.DataFrame],
+    classes: list[str],
+    *,
+    work: RunFolder,
+    plan: TrainingPlan,
 ) -> dict[str, Any]:
     """Pooled out-of-fold scores of one pseudo-labelling round and its pseudo-label counts."""
     oof = pd.concat(parts, ignore_index=True)
@@ -554,8 +503,8 @@ def _round_summary(
         oof["label"].to_numpy(), oof[[f"prob_{c}" for c in classes]].to_numpy(), classes
     )
     used = {}
-    for k in folds:
-        path = pseudo_label_path(work, fold=k, round_=round_)
+    for k in plan.folds:
+        path = work.pseudo_labels(k, round_)
         if path.exists():
             used[str(k)] = int(pd.read_parquet(path)["used"].sum())
     return {
@@ -585,47 +534,17 @@ def summarize_oof(oof: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
 
 
 def _rhythm_extras(
-    cfg: Config, rows: pd.DataFrame, audio: LoadedAudio
+    cfg: ResolvedConfig, rows: pd.DataFrame, audio: LoadedAudio
 ) -> dict[str, np.ndarray] | None:
     """Heart-rhythm statistics by path (``training.rhythm_features``), log-compressed."""
     if not cfg.training.rhythm_features:
         return None
     paths = list(rows["path"])
-    values = rhythm_extras([audio.waves[p] for p in paths], int(cfg.audio.sample_rate))
+    values = rhythm_extras([audio.waves[p] for p in paths], cfg.audio.sample_rate)
     return dict(zip(paths, values, strict=True))
-
-
-def _pretrained_warnings(config: Config) -> list[str]:
-    """Build the backbone once up front with ``pretrained: true``, so that a fall-back to random
-    weights (no network, no local file) is written into ``warnings.json``, not only the log."""
-    arch = config.architecture
-    if not arch.pretrained or arch.pretrained_weights:
-        return []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", PretrainedWeightsUnavailable)
-        get_backbone_fn(arch.backbone)(pretrained=True, pretrained_weights=None, width=arch.width)
-    return [str(w.message) for w in caught if issubclass(w.category, PretrainedWeightsUnavailable)]
 
 
 def _add(warns: list[str], message: str) -> None:
     if message not in warns:
         warns.append(message)
         logger.warning("%s", message)
-
-
-def final_table(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    """Rows for the CLI's closing table."""
-    pooled = summary["pooled"]
-    rows = [(f"AUC {c}", _fmt(v["auc"])) for c, v in pooled["per_class"].items()]
-    rows += [
-        ("macro AUC", _fmt(pooled["macro_auc"])),
-        ("balanced accuracy", _fmt(pooled["balanced_accuracy"])),
-    ]
-    if "physionet2016" in pooled:
-        rows.append(("MAcc normal/abnormal", _fmt(pooled["physionet2016"]["macc"])))
-    rows.append(("wall time", f"{summary['seconds']:.0f} s"))
-    return rows
-
-
-def _fmt(x: float) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,19 +27,18 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from stetho.config import Config
-from stetho.io import atomic_path
+from stetho.config import Config, ResolvedConfig
 from stetho.metrics import classification_metrics, score_for_selection
 from stetho.models import HeartSoundClassifier, create_model
 from stetho.scoring.chunking import predict_recordings
 from stetho.training import distributed
 from stetho.training.augment import mix_batch, spec_augment
+from stetho.training.callbacks import TrainingCallback
+from stetho.training.checkpoint import load_checkpoint, save_checkpoint
 from stetho.training.data import ChunkDataset
 from stetho.training.optim import class_weight_vector, create_optimizer, loss_fn, lr_factor
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
@@ -84,26 +83,26 @@ def _epoch_seed(seed: int, fold: int, epoch: int) -> int:
 
 
 def train_fold(
-    config: Config,
+    config: ResolvedConfig,
     *,
     classes: list[str],
     data: FoldData,
     fold: int,
-    fold_dir: Path,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint: Path,
+    callbacks: Sequence[TrainingCallback] = (),
     progress: bool = True,
-    stop_after_epoch: int | None = None,
 ) -> FoldResult:
-    """Train one fold; ``stop_after_epoch`` simulates a crash (tests of ``--resume``).
+    """Train one fold, keeping its state between epochs in ``checkpoint`` (continued from
+    there when it exists: ``--resume``).
 
     Under torchrun every rank calls this; only rank 0's result holds validation predictions
-    and only rank 0 calls ``on_epoch``.
+    and only rank 0 calls the ``callbacks``.
     """
     tcfg = config.training
     device = select_device(config)
     world, main = distributed.world_size(), distributed.is_main()
     seed = config.environment.seed
-    sr = int(config.audio.sample_rate)
+    sr = config.audio.sample_rate
     n_extra = 0 if data.train_extras is None else data.train_extras.shape[1]
     seed_everything(_epoch_seed(seed, fold, -1))
     model = create_model(config, len(classes), n_extra_features=n_extra).to(device)
@@ -122,7 +121,7 @@ def train_fold(
         extras=data.train_extras,
     )
     # Under DDP each rank draws its share of one seeded permutation per epoch (set_epoch).
-    sampler = (
+    sampler: DistributedSampler[int] | None = (
         DistributedSampler(
             dataset, num_replicas=world, rank=distributed.rank(), shuffle=True, seed=seed + fold
         )
@@ -148,9 +147,10 @@ def train_fold(
     start_epoch, step = 0, 0
     best_score, best_state, best_epoch = -np.inf, None, -1
     history: list[dict[str, Any]] = []
-    ckpt_path = fold_dir / CHECKPOINT
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+    if checkpoint.exists():
+        ckpt = load_checkpoint(
+            checkpoint, config=config, classes=classes, fold=fold, map_location=device
+        )
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
@@ -251,8 +251,6 @@ def train_fold(
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         record["seconds"] = round(time.time() - t0, 2)
         history.append(record)
-        if main and on_epoch is not None:
-            on_epoch(record)
         logger.info(
             "fold %d epoch %d: loss %.4f%s",
             fold,
@@ -263,25 +261,27 @@ def train_fold(
             else "",
         )
         if main and not last:
-            fold_dir.mkdir(parents=True, exist_ok=True)
-            with atomic_path(ckpt_path) as tmp:
-                torch.save(
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scaler": scaler.state_dict(),
-                        "epoch": epoch,
-                        "step": step,
-                        "best_score": best_score,
-                        "best_epoch": best_epoch,
-                        "best_state": best_state,
-                        "history": history,
-                    },
-                    tmp,
-                )
+            save_checkpoint(
+                checkpoint,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "epoch": epoch,
+                    "step": step,
+                    "best_score": best_score,
+                    "best_epoch": best_epoch,
+                    "best_state": best_state,
+                    "history": history,
+                },
+                config=config,
+                classes=classes,
+                fold=fold,
+            )
         distributed.barrier()  # the other ranks resume from rank 0's checkpoint
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and not last:
-            raise KeyboardInterrupt(f"stopped after epoch {epoch + 1} (simulated crash)")
+        if main:
+            for callback in callbacks:
+                callback.on_epoch_end(dict(record))
 
     if main and tcfg.epochs == 0:
         valid_probs = _evaluate(model, data, config, device)
@@ -311,14 +311,14 @@ def _data_parallel(model: HeartSoundClassifier, device: torch.device) -> nn.Modu
 
 
 def _evaluate(
-    model: HeartSoundClassifier, data: FoldData, config: Config, device: torch.device
+    model: HeartSoundClassifier, data: FoldData, config: ResolvedConfig, device: torch.device
 ) -> np.ndarray:
     if not data.valid_waves:
         return np.zeros((0, model.head.out_features))
     return predict_recordings(
         [model],
         data.valid_waves,
-        sample_rate=int(config.audio.sample_rate),
+        sample_rate=config.audio.sample_rate,
         prediction=config.prediction,
         loss_function=config.training.loss_function,
         extras=None if data.valid_extras is None else list(data.valid_extras),
@@ -338,8 +338,10 @@ def _fit_global_stats(
         for w in waves:
             vals.append(fe(torch.from_numpy(w)[None].to(device)).flatten())
     allv = torch.cat(vals)
-    fe.mean.fill_(float(allv.mean()))
-    fe.std.fill_(float(allv.std()))
+    # Buffers of the front end (torch types a module's attributes as Tensor | Module).
+    mean, std = fe.get_buffer("mean"), fe.get_buffer("std")
+    mean.fill_(float(allv.mean()))
+    std.fill_(float(allv.std()))
     fe.normalization = "Global"
 
 
@@ -348,7 +350,7 @@ def _set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
         g["lr"] = g["initial_lr"] * factor
 
 
-def _bar(loader: DataLoader, progress: bool, desc: str):
+def _bar(loader: DataLoader, progress: bool, desc: str) -> Iterable[dict[str, torch.Tensor]]:
     if not progress:
         return loader
     from tqdm.auto import tqdm

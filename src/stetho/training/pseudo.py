@@ -34,11 +34,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stetho.config import Config, DatasetConfig
+from stetho.config import DatasetConfig, ResolvedConfig
 from stetho.data.manifest import MANIFEST_COLUMNS, audio_headers, check_manifest
 from stetho.io import write_table
 from stetho.models import HeartSoundClassifier
-from stetho.runs import MODEL, fold_dir, load_model
+from stetho.runs import load_model
+from stetho.runs.folder import RunFolder
 from stetho.scoring.chunking import predict_recordings
 from stetho.training import distributed
 from stetho.training.loop import select_device
@@ -61,12 +62,12 @@ AUDIT_COLUMNS = [
 
 def round_dir(run_dir: Path, round_: int) -> Path:
     """Where the fold models of an intermediate round live (the last round is the run's own)."""
-    return Path(run_dir) / "pseudo" / f"round-{round_}"
+    return RunFolder(run_dir).pseudo_round(round_).root
 
 
 def pseudo_label_path(run_dir: Path, *, fold: int, round_: int) -> Path:
     """The audit table of the pseudo-labels that fold ``fold``'s round-``round_`` student uses."""
-    return Path(run_dir) / f"pseudo_labels_fold{fold}_round{round_}.parquet"
+    return RunFolder(run_dir).pseudo_labels(fold, round_)
 
 
 def candidates_for_fold(pool: pd.DataFrame, labelled: pd.DataFrame, *, fold: int) -> pd.DataFrame:
@@ -122,7 +123,7 @@ def soft_targets(
 
 
 def pseudo_labels_for_fold(
-    config: Config,
+    config: ResolvedConfig,
     *,
     run_dir: Path,
     fold: int,
@@ -144,13 +145,13 @@ def pseudo_labels_for_fold(
     path = pseudo_label_path(run_dir, fold=fold, round_=round_)
     if distributed.is_main() and not path.exists():
         candidates = candidates_for_fold(pool, labelled, fold=fold)
-        teacher_path = fold_dir(round_dir(run_dir, round_ - 1), fold) / MODEL
+        teacher_path = RunFolder(run_dir).pseudo_round(round_ - 1).fold_model(fold)
         teacher = _load_teacher(config, teacher_path, n_classes=len(classes), extras=extras)
         device = select_device(config)
         probs = predict_recordings(
             [teacher.to(device)],
             [waves[p] for p in candidates["path"]],
-            sample_rate=int(config.audio.sample_rate),
+            sample_rate=config.audio.sample_rate,
             prediction=config.prediction,
             loss_function=config.training.loss_function,
             extras=None if extras is None else [extras[p] for p in candidates["path"]],
@@ -243,7 +244,7 @@ def add_unlabeled_table(manifest: pd.DataFrame, ds: DatasetConfig) -> pd.DataFra
 
 
 def _load_teacher(
-    config: Config, path: Path, *, n_classes: int, extras: dict[str, np.ndarray] | None
+    config: ResolvedConfig, path: Path, *, n_classes: int, extras: dict[str, np.ndarray] | None
 ) -> HeartSoundClassifier:
     """A fold model from its safetensors file (no pretrained weights are fetched)."""
     n_extra = 0 if not extras else len(next(iter(extras.values())))

@@ -6,33 +6,34 @@ Each hook takes the (still partial) run folder. A hook that fails is logged and 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+from stetho.runs.folder import RunFolder
 
 logger = logging.getLogger(__name__)
 
 Hook = Callable[[Path], None]
 
 
-def _guarded(name: str, fn: Hook) -> Hook:
-    def run(run_dir: Path) -> None:
+@dataclass(frozen=True)
+class AfterRunHook:
+    """A named after-training step; a failure becomes a warning of the run, not an error."""
+
+    name: str
+    fn: Hook
+
+    def __call__(self, run_dir: Path) -> None:
         try:
-            fn(run_dir)
+            self.fn(run_dir)
         except Exception as exc:  # noqa: BLE001 - a failed extra must not lose the run
-            logger.exception("%s failed", name)
-            path = run_dir / "warnings.json"
-            warns = json.loads(path.read_text()) if path.exists() else []
-            warns.append(f"{name} failed: {type(exc).__name__}: {exc}")
-            from stetho.io import atomic_write_json
-
-            atomic_write_json(path, warns)
-
-    return run
+            logger.exception("%s failed", self.name)
+            RunFolder(run_dir).add_warning(f"{self.name} failed: {type(exc).__name__}: {exc}")
 
 
-def default_after_run() -> list[Hook]:
+def default_after_run() -> list[AfterRunHook]:
     """The hooks ``stetho train`` runs, in order."""
     from stetho.explain import interpretations_hook  # when training.run_interpretations
     from stetho.export import export_hook  # writes scoring/ when build_scoring_pipelines
@@ -41,10 +42,9 @@ def default_after_run() -> list[Hook]:
         after_run as tracking_hook,  # MLflow; last, to log the rest
     )
 
-    hooks: list[tuple[str, Hook]] = [
-        ("scoring pipeline export", export_hook),
-        ("interpretations", interpretations_hook),
-        ("report", report_hook),
-        ("experiment tracking", tracking_hook),
+    return [
+        AfterRunHook("scoring pipeline export", export_hook),
+        AfterRunHook("interpretations", interpretations_hook),
+        AfterRunHook("report", report_hook),
+        AfterRunHook("experiment tracking", tracking_hook),
     ]
-    return [_guarded(name, fn) for name, fn in hooks]

@@ -2,7 +2,7 @@
 
 Two pieces, both no-ops unless the config asks for a tracker:
 
-* :func:`epoch_logger` gives ``run_experiment(on_epoch=...)`` a callback that logs every
+* :func:`epoch_logger` gives ``run_experiment(callbacks=[...])`` a callback that logs every
   epoch's record as it is written (``fold<k>/train_loss``, ``fold<k>/valid_macro_auc``,
   ``fold<k>/valid_auc/<class>`` ... at ``step = epoch``; ``round<r>/fold<k>/...`` with
   pseudo-labelling), so a run can be watched while it trains;
@@ -19,7 +19,8 @@ else a local store beside the run folders: ``sqlite:///<runs>/mlflow.db`` with a
 ``MLFLOW_ALLOW_FILE_STORE=true``; a ``file:`` URI still works with that variable set.) The
 experiment is ``logging.mlflow_experiment``, else the config's ``experiment_name``.
 
-MLflow is imported only when used (``pip install stetho[mlflow]``).
+MLflow is imported only when used (``pip install 'stetho[mlflow]'``);
+:func:`check_available` refuses ``logging.logger: MLflow`` without it before any work.
 """
 
 from __future__ import annotations
@@ -30,32 +31,24 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from stetho.config import Config, load_config
 from stetho.io import atomic_write_json
-from stetho.runs import CONFIG, partial_dir
+from stetho.runs.folder import RunFolder
+from stetho.training.callbacks import TrainingCallback
 
 logger = logging.getLogger(__name__)
 
-#: Where a run folder remembers its MLflow run.
-RUN_FILE = "mlflow_run.json"
+MLFLOW_MISSING = (
+    "logging.logger=MLflow needs the mlflow package, which is not installed: "
+    "pip install 'stetho[mlflow]' (or set logging.logger=None)"
+)
 NEPTUNE_MISSING = "logging.logger=Neptune: the neptune package is not installed; nothing was logged"
 NEPTUNE_UNSUPPORTED = (
     "logging.logger=Neptune: stetho does not log to Neptune yet; nothing was logged "
     "(use logging.logger=MLflow)"
-)
-#: Files of a finished run folder logged as MLflow artifacts, when present.
-ARTIFACTS = (
-    "config.yaml",
-    "labels.json",
-    "summary.json",
-    "warnings.json",
-    "metrics.jsonl",
-    "oof_predictions.parquet",
-    "report.html",
 )
 #: Record keys that index a metric rather than being one.
 _INDEX_KEYS = ("fold", "epoch", "round")
@@ -76,27 +69,43 @@ def neptune_warning() -> str:
     return NEPTUNE_MISSING if importlib.util.find_spec("neptune") is None else NEPTUNE_UNSUPPORTED
 
 
-def epoch_logger(config: Config, *, out_dir: str | Path) -> Callable[[dict[str, Any]], None] | None:
-    """The ``on_epoch`` callback for ``run_experiment(config, out_dir=out_dir)``; ``None``
-    when ``logging.logger`` is not MLflow. The MLflow run is opened at the first epoch."""
+def check_available(config: Config) -> None:
+    """Raise ``RuntimeError`` naming the extra to install when the configured tracker's
+    package is missing: before training, not after its first epoch."""
+    if config.logging.logger == "MLflow" and importlib.util.find_spec("mlflow") is None:
+        raise RuntimeError(MLFLOW_MISSING)
+
+
+class EpochLogger(TrainingCallback):
+    """Logs every epoch's record to this run folder's MLflow run (opened at the first)."""
+
+    def __init__(self, config: Config, *, out_dir: str | Path) -> None:
+        self.config = config
+        self.work = RunFolder(out_dir).working()
+        self._client: Any = None
+        self._run: str | None = None
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        if self._run is None:
+            self._client, self._run = _open_run(self.work, self.config)
+        now = int(time.time() * 1000)
+        step = int(record["epoch"])
+        metrics = [Metric(k, v, now, step) for k, v in epoch_metrics(record).items()]
+        self._client.log_batch(self._run, metrics=metrics)
+
+
+def epoch_logger(config: Config, *, out_dir: str | Path) -> EpochLogger | None:
+    """The callback for ``run_experiment(config, out_dir=out_dir)``; ``None`` when
+    ``logging.logger`` is not MLflow. Raises (:func:`check_available`) when mlflow is
+    missing, so that a run never starts that cannot be logged."""
     if config.logging.logger == "Neptune":
         logger.warning("%s", neptune_warning())
     if config.logging.logger != "MLflow":
         return None
-    work = partial_dir(Path(out_dir))
-    state: dict[str, Any] = {}
-
-    def log_epoch(record: dict[str, Any]) -> None:
-        from mlflow.entities import Metric
-
-        if "run" not in state:
-            state["client"], state["run"] = _open_run(work, config)
-        now = int(time.time() * 1000)
-        step = int(record["epoch"])
-        metrics = [Metric(k, v, now, step) for k, v in epoch_metrics(record).items()]
-        state["client"].log_batch(state["run"], metrics=metrics)
-
-    return log_epoch
+    check_available(config)
+    return EpochLogger(config, out_dir=out_dir)
 
 
 def epoch_metrics(record: dict[str, Any]) -> dict[str, float]:
@@ -119,38 +128,38 @@ def epoch_metrics(record: dict[str, Any]) -> dict[str, float]:
 
 def after_run(run_dir: Path) -> None:
     """Hook: log the finished run folder ``run_dir`` to the configured tracker."""
-    run_dir = Path(run_dir)
-    config = load_config(run_dir / CONFIG)
+    folder = RunFolder(run_dir)
+    config = load_config(folder.config)
     if config.logging.logger == "Neptune":
-        _append_warning(run_dir, neptune_warning())
+        folder.add_warning(neptune_warning())
+        logger.warning("%s", neptune_warning())
         return
     if config.logging.logger != "MLflow":
         return
     from mlflow.entities import Metric, Param
 
-    client, run_id = _open_run(run_dir, config)
+    client, run_id = _open_run(folder, config)
     params = [Param(k, v) for k, v in flat_params(config.to_dict()).items()]
     for start in range(0, len(params), _PARAMS_PER_BATCH):
         client.log_batch(run_id, params=params[start : start + _PARAMS_PER_BATCH])
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = folder.read_json(folder.summary)
     now = int(time.time() * 1000)
     final = {f"oof_{k}": v for k, v in summary["pooled"].items() if _is_number(v)}
     final.update({f"oof_auc/{c}": v["auc"] for c, v in summary["pooled"]["per_class"].items()})
     final["wall_seconds"] = summary.get("seconds", float("nan"))
     metrics = [Metric(_metric_name(k), float(v), now, 0) for k, v in final.items() if _is_number(v)]
     client.log_batch(run_id, metrics=metrics)
-    for name in ARTIFACTS:
-        if (run_dir / name).is_file():
-            client.log_artifact(run_id, str(run_dir / name))
-    for model in sorted(run_dir.glob("fold-*/model.safetensors")):
+    for path in folder.tracked_files():
+        client.log_artifact(run_id, str(path))
+    for k in folder.trained_folds():
+        model = folder.fold_model(k)
         client.log_artifact(run_id, str(model), f"model/{model.parent.name}")
-    if (run_dir / "scoring").is_dir():
-        client.log_artifacts(run_id, str(run_dir / "scoring"), "scoring")
-    client.set_tag(run_id, "stetho.run_dir", str(_final_dir(run_dir)))
+    if folder.scoring.root.is_dir():
+        client.log_artifacts(run_id, str(folder.scoring.root), folder.scoring.root.name)
+    sealed = folder.final.resolve()
+    client.set_tag(run_id, "stetho.run_dir", str(sealed))
     client.set_terminated(run_id, "FINISHED")
-    logger.info(
-        "logged %s to MLflow run %s at %s", _final_dir(run_dir).name, run_id, client.tracking_uri
-    )
+    logger.info("logged %s to MLflow run %s at %s", sealed.name, run_id, client.tracking_uri)
 
 
 def flat_params(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -164,15 +173,16 @@ def flat_params(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def _open_run(run_dir: Path, config: Config) -> tuple[Any, str]:
+def _open_run(folder: RunFolder, config: Config) -> tuple[Any, str]:
     """The MLflow client and the id of this run folder's MLflow run, created on first use."""
     from mlflow import MlflowClient
 
-    stored = run_dir / RUN_FILE
+    stored = folder.mlflow_run
     if stored.is_file():
-        info = json.loads(stored.read_text())
+        info = folder.read_json(stored)
         return MlflowClient(info["tracking_uri"]), info["run_id"]
-    runs_dir = _final_dir(run_dir).parent
+    final = folder.final.resolve()
+    runs_dir = final.parent
     uri = tracking_uri(config, runs_dir=runs_dir)
     client = MlflowClient(uri)
     name = config.logging.mlflow_experiment or config.experiment_name
@@ -186,7 +196,7 @@ def _open_run(run_dir: Path, config: Config) -> tuple[Any, str]:
             location = (runs_dir.resolve() / "mlartifacts").as_uri()
         experiment_id = client.create_experiment(name, artifact_location=location)
     run = client.create_run(
-        experiment_id, run_name=_final_dir(run_dir).name, tags={"stetho.run_dir": str(run_dir)}
+        experiment_id, run_name=final.name, tags={"stetho.run_dir": str(folder.root)}
     )
     atomic_write_json(
         stored,
@@ -194,21 +204,6 @@ def _open_run(run_dir: Path, config: Config) -> tuple[Any, str]:
     )
     logger.info("MLflow run %s in experiment %r at %s", run.info.run_id, name, uri)
     return client, run.info.run_id
-
-
-def _final_dir(run_dir: Path) -> Path:
-    """The run folder's final name (hooks see ``<name>.partial``)."""
-    run_dir = Path(run_dir).resolve()
-    return run_dir.with_name(run_dir.name.removesuffix(".partial"))
-
-
-def _append_warning(run_dir: Path, message: str) -> None:
-    path = run_dir / "warnings.json"
-    warns = json.loads(path.read_text()) if path.exists() else []
-    if message not in warns:
-        warns.append(message)
-        atomic_write_json(path, warns)
-    logger.warning("%s", message)
 
 
 def _metric_name(name: str) -> str:

@@ -23,11 +23,13 @@ and the retry continues the interrupted run folder from its last finished epoch 
 ``--resume`` of ``stetho train``). The best trial's full config is written to
 ``<study_dir>/best_config.yaml`` (atomically), ready for ``stetho train``.
 
-Optuna is imported only here (``pip install stetho[tune]``).
+Optuna is imported only here (``pip install 'stetho[tune]'``); :func:`check_available`
+refuses a study without it before any work.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import warnings
@@ -41,7 +43,8 @@ from pydantic import BaseModel
 
 from stetho.config import Config, ConfigError, config_from_dict, save_config
 from stetho.io import atomic_write_json, write_table
-from stetho.runs import partial_dir
+from stetho.runs.folder import RunFolder, StudyFolder
+from stetho.training.callbacks import OnEpochEnd
 
 if TYPE_CHECKING:
     import optuna
@@ -54,7 +57,15 @@ _SPEC_KEYS = {
     "int": {"type", "low", "high", "log", "step"},
     "categorical": {"type", "choices"},
 }
-BEST_CONFIG = "best_config.yaml"
+OPTUNA_MISSING = (
+    "stetho tune needs the optuna package, which is not installed: pip install 'stetho[tune]'"
+)
+
+
+def check_available() -> None:
+    """Raise ``RuntimeError`` naming the extra to install when optuna is missing."""
+    if importlib.util.find_spec("optuna") is None:
+        raise RuntimeError(OPTUNA_MISSING)
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,8 @@ class Dimension:
         """Draw this dimension's value for ``trial`` (the Optuna parameter is named by key)."""
         if self.type == "categorical":
             return trial.suggest_categorical(self.key, list(self.choices))
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.key}: a {self.type} dimension needs low and high")
         if self.type == "int":
             return trial.suggest_int(
                 self.key, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
@@ -179,6 +192,7 @@ def tune(
         heartbeat_s: seconds between a trial's heartbeats; a trial silent for twice as long
             (its process was killed) is failed and retried.
     """
+    check_available()
     import optuna
     from optuna.trial import TrialState
 
@@ -186,8 +200,8 @@ def tune(
 
     if trials < 1:
         raise ValueError(f"trials={trials}: expected at least 1")
-    study_dir = Path(study_dir)
-    study_dir.mkdir(parents=True, exist_ok=True)
+    study = StudyFolder(study_dir)
+    study.root.mkdir(parents=True, exist_ok=True)
     seed = base.environment.seed
     store: Any = storage
     with warnings.catch_warnings():  # heartbeats and retries are marked experimental
@@ -200,7 +214,7 @@ def tune(
                 grace_period=2 * heartbeat_s,
                 heartbeat_stale_trial_callback=retry,
             )
-    study = optuna.create_study(
+    optuna_study = optuna.create_study(
         study_name=study_name or base.experiment_name,
         storage=store,
         direction="maximize",
@@ -210,46 +224,48 @@ def tune(
         if pruning
         else optuna.pruners.NopPruner(),
     )
-    _retry_interrupted(study, retry)
+    _retry_interrupted(optuna_study, retry)
 
     def objective(trial: optuna.Trial) -> float:
         cfg = config_with(base, {d.key: d.suggest(trial) for d in space})
-        out = study_dir / f"trial-{trial.number}"
+        out = study.trial(trial.number)
         # A retried trial carries the interrupted one's user attributes: continue its folder.
         previous = trial.user_attrs.get("run_dir")
-        resume = previous is not None and partial_dir(Path(previous)).exists()
-        if resume:
-            partial_dir(Path(previous)).rename(partial_dir(out))
+        resume = previous is not None and RunFolder(previous).working().root.exists()
+        if previous is not None and resume:
+            RunFolder(previous).working().root.rename(out.working().root)
             logger.info("trial %d continues the interrupted run %s", trial.number, previous)
-        trial.set_user_attr("run_dir", str(out))
+        trial.set_user_attr("run_dir", str(out.root))
         result = run_experiment(
             cfg,
-            out_dir=out,
+            out_dir=out.root,
             data=data,
             resume=resume,
             progress=False,
-            on_epoch=pruning_reporter(trial, epochs=cfg.training.epochs),
+            callbacks=[OnEpochEnd(pruning_reporter(trial, epochs=cfg.training.epochs))],
         )
         return float(result.summary["pooled"]["macro_auc"])
 
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
-    remaining = trials - len(study.get_trials(deepcopy=False, states=finished))
+    remaining = trials - len(optuna_study.get_trials(deepcopy=False, states=finished))
     if remaining > 0:
-        logger.info("study %r: running %d more trial(s)", study.study_name, remaining)
-        study.optimize(objective, n_trials=remaining)
+        logger.info("study %r: running %d more trial(s)", optuna_study.study_name, remaining)
+        optuna_study.optimize(objective, n_trials=remaining)
     else:
-        logger.info("study %r already holds %d finished trials", study.study_name, trials)
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        logger.info("study %r already holds %d finished trials", optuna_study.study_name, trials)
+    complete = optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise RuntimeError(
-            f"study {study.study_name!r}: no trial completed (all pruned or failed); "
+            f"study {optuna_study.study_name!r}: no trial completed (all pruned or failed); "
             "widen the search space, add trials or pass --no-pruning"
         )
-    best = study.best_trial
+    best = optuna_study.best_trial
+    if best.value is None:
+        raise RuntimeError(f"study {optuna_study.study_name!r}: the best trial has no value")
     best_config = config_with(base, best.params)
-    save_config(best_config, study_dir / BEST_CONFIG)
+    save_config(best_config, study.best_config)
     atomic_write_json(
-        study_dir / "best_trial.json",
+        study.best_trial,
         {
             "number": best.number,
             "value": best.value,
@@ -257,14 +273,14 @@ def tune(
             "run_dir": best.user_attrs.get("run_dir"),
         },
     )
-    write_table(study.trials_dataframe(), study_dir / "trials.csv")
+    write_table(optuna_study.trials_dataframe(), study.trials)
     return TuneResult(
-        study_dir=study_dir,
+        study_dir=study.root,
         best_number=best.number,
         best_value=float(best.value),
         best_params=dict(best.params),
-        best_config=study_dir / BEST_CONFIG,
-        n_finished=len(study.get_trials(deepcopy=False, states=finished)),
+        best_config=study.best_config,
+        n_finished=len(optuna_study.get_trials(deepcopy=False, states=finished)),
     )
 
 
@@ -279,7 +295,7 @@ def _retry_interrupted(study: optuna.Study, retry: Callable[..., None]) -> None:
     }
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         run_dir = t.user_attrs.get("run_dir")
-        if run_dir and run_dir not in queued and partial_dir(Path(run_dir)).exists():
+        if run_dir and run_dir not in queued and RunFolder(run_dir).working().root.exists():
             logger.info("trial %d was interrupted: queueing a retry", t.number)
             retry(study, t)
 
@@ -306,13 +322,16 @@ def _dimension(key: Any, spec: Any, *, source: str) -> Dimension:
                 f"{where}: choices must be numbers, strings, booleans or null; got {bad}"
             )
         return Dimension(key=key, type=kind, choices=tuple(choices))
-    low, high = spec.get("low"), spec.get("high")
     number = int if kind == "int" else (int, float)
-    for name, value in (("low", low), ("high", high)):
+    for name in ("low", "high"):
+        value = spec.get(name)
         if not isinstance(value, number) or isinstance(value, bool):
             raise ConfigError(
                 f"{where}: {name} = {value!r}, expected a{'n' * (kind == 'int')} {kind}"
             )
+    low, high = float(spec["low"]), float(spec["high"])
+    if kind == "int":
+        low, high = int(spec["low"]), int(spec["high"])
     if not low < high:
         raise ConfigError(f"{where}: low = {low!r} must be below high = {high!r}")
     log, step = bool(spec.get("log", False)), spec.get("step")
