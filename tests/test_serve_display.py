@@ -12,6 +12,8 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 
 from stetho.data.classes import DISPLAY_NAMES, display_name
+from stetho.decision import DecisionRule
+from stetho.scoring.core import Acceptance
 from stetho.serve import ServeSettings, create_app
 
 PASCAL = ["artifact", "extrahls", "extrastole", "murmur", "normal"]
@@ -26,6 +28,8 @@ class FixedScorer:
     sample_rate = 2000
     chunk_seconds = 2.0
     threshold = 0.5
+    rule = DecisionRule.default(PASCAL)
+    acceptance = Acceptance(min_duration_s=0.5, max_duration_s=600.0)
 
     def predict(self, waves: Sequence[np.ndarray]) -> np.ndarray:
         return np.tile([0.1, 0.5, 0.1, 0.1, 0.2], (len(waves), 1))

@@ -12,6 +12,7 @@ import soundfile as sf
 
 from stetho.config import load_config
 from stetho.runs import load_run, partial_dir
+from stetho.scoring import predict_waves
 from stetho.training.callbacks import TrainingCallback
 from stetho.training.experiment import run_experiment
 
@@ -84,7 +85,7 @@ def test_learns_a_known_difference(two_class_folder, tmp_path):
     run = load_run(tmp_path / "run", folds=[0])
     part = oof[oof["fold"] == 0]
     waves = [sf.read(p, dtype="float32")[0] for p in part["path"]]
-    probs = run.predict_waves(waves)
+    probs = predict_waves(run, waves)
     np.testing.assert_allclose(
         probs, part[[f"prob_{c}" for c in run.classes]].to_numpy(), atol=1e-5
     )
