@@ -33,8 +33,11 @@ class Encoder(nn.Module):
             )
         self.frontend = LogMel.from_config(audio)
         self.backbone = backbone
-        self.pool = create_pool(pool, int(backbone.num_features))
-        self.num_features = int(backbone.num_features)
+        features = backbone.num_features
+        if not isinstance(features, int):
+            raise TypeError(f"backbone {type(backbone).__name__} must expose num_features: int")
+        self.pool = create_pool(pool, features)
+        self.num_features = features
 
     def spectrogram(self, wave: torch.Tensor) -> torch.Tensor:
         return self.frontend(wave.float())

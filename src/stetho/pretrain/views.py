@@ -141,12 +141,13 @@ def noise(kind: str, n: int, rng: np.random.Generator, sample_rate: int) -> np.n
     elif kind == "hum":
         mains = MAINS_HZ[int(rng.integers(len(MAINS_HZ)))]
         t = np.arange(n) / sample_rate
-        out = np.zeros(n)
+        out = np.zeros(n, dtype=np.float64)
         for harmonic in range(1, 6):
-            f = mains * harmonic
-            if f >= 0.5 * sample_rate:
+            freq = mains * harmonic
+            if freq >= 0.5 * sample_rate:
                 break
-            out += rng.uniform(0.1, 1.0) / harmonic * np.sin(2 * np.pi * f * t + rng.uniform(0, 7))
+            phase = rng.uniform(0, 2 * np.pi)
+            out += rng.uniform(0.1, 1.0) / harmonic * np.sin(2 * np.pi * freq * t + phase)
     else:
         raise ValueError(f"noise kind {kind!r}: expected one of {', '.join(NOISE_KINDS)}")
     return out / (np.sqrt(np.mean(out**2)) + 1e-12)
