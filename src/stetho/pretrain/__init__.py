@@ -5,6 +5,7 @@
 ``data``        sources, mission-set guard, source-balanced batches of excerpts
 ``encoder``     front end -> backbone -> pooling, the network being pretrained
 ``loop``        budgeted, seeded, resumable loop writing the run folder
+``resume``      the tensors-only resume checkpoint
 ``folder``      the run folder's artifact paths
 ``checkpoint``  backbone safetensors with front-end metadata; :func:`load_pretrained_backbone`
 

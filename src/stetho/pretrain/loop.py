@@ -31,19 +31,25 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from stetho.config import AudioConfig, Config, resolve_config
-from stetho.io import ArtifactError, append_jsonl, atomic_path, atomic_write_json
+from stetho.io import append_jsonl, atomic_write_json
 from stetho.pretrain.checkpoint import save_pretrained_backbone
 from stetho.pretrain.data import PretrainBatches, Source, load_sources, source_summary
 from stetho.pretrain.encoder import Encoder, build_backbone
 from stetho.pretrain.folder import PretrainFolder
 from stetho.pretrain.objective import ObjectiveConfig, PretrainObjective, tasks_of
+from stetho.pretrain.resume import (
+    check_resume,
+    load_checkpoint,
+    restore_state,
+    resume_state,
+    save_checkpoint,
+    trim_losses,
+)
 from stetho.pretrain.views import DeviceViewConfig
 
 logger = logging.getLogger(__name__)
 
 PACKAGES = ("stetho", "torch", "numpy", "scipy", "soxr", "soundfile", "safetensors", "pandas")
-#: Config fields a resume may change; any other difference is refused.
-RESUMABLE_CHANGES = ("steps", "minutes", "threads", "workers", "progress")
 
 
 def default_audio() -> AudioConfig:
@@ -150,87 +156,6 @@ def learning_rate(step: int, config: PretrainConfig) -> float:
     return base * (0.1 + 0.45 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def _state(
-    modules: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
-    *,
-    step: int,
-    elapsed: float,
-) -> dict[str, torch.Tensor]:
-    """The resume state as a flat dict of tensors (nothing else, so weights_only loads it)."""
-    out = {f"model.{k}": v.detach().cpu() for k, v in modules.state_dict().items()}
-    for index, slots in optimizer.state_dict()["state"].items():
-        for name, value in slots.items():
-            out[f"optim.{index}.{name}"] = torch.as_tensor(value).detach().cpu()
-    if scaler is not None and scaler.is_enabled():
-        out["scaler.scale"] = torch.tensor(scaler.get_scale())
-    out["meta.step"] = torch.tensor(step, dtype=torch.int64)
-    out["meta.elapsed_s"] = torch.tensor(elapsed, dtype=torch.float64)
-    return out
-
-
-def _restore(
-    state: dict[str, torch.Tensor],
-    modules: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
-) -> tuple[int, float]:
-    modules.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
-    slots: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in state.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            slots.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict(
-        {"state": slots, "param_groups": optimizer.state_dict()["param_groups"]}
-    )
-    if scaler is not None and "scaler.scale" in state:
-        scaler.update(float(state["scaler.scale"]))
-    return int(state["meta.step"]), float(state["meta.elapsed_s"])
-
-
-def _save_checkpoint(path: Path, state: dict[str, torch.Tensor]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def _load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise ArtifactError(
-            path, f"unreadable checkpoint ({exc})", "start again without --resume in a new --out"
-        ) from None
-
-
-def _check_resume(stored: dict[str, Any], config: PretrainConfig, path: Path) -> None:
-    current = json.loads(json.dumps(config.to_dict(), default=str))
-    diffs = [
-        f"{k}: was {stored.get(k)!r}, now {current[k]!r}"
-        for k in current
-        if k not in RESUMABLE_CHANGES and stored.get(k) != current[k]
-    ]
-    if diffs:
-        raise ValueError(
-            f"{path}: --resume with another config ({'; '.join(diffs)}); resume with the "
-            "original options or start a new run in another --out"
-        )
-
-
-def _trim_losses(path: Path, step: int) -> None:
-    """Drop loss lines written after the checkpoint (they are recomputed on resume)."""
-    if not path.is_file():
-        return
-    kept = [
-        line
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip() and json.loads(line)["step"] < step
-    ]
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-
-
 def _autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     if device.type != "cuda" or not enabled:
         return None
@@ -305,11 +230,11 @@ def pretrain(
 
     step, elapsed_before = 0, 0.0
     if resume:
-        _check_resume(json.loads(folder.config().read_text()), config, folder.config())
-        step, elapsed_before = _restore(
-            _load_checkpoint(folder.checkpoint()), modules, optimizer, scaler
+        check_resume(json.loads(folder.config().read_text()), config.to_dict(), folder.config())
+        step, elapsed_before = restore_state(
+            load_checkpoint(folder.checkpoint()), modules, optimizer, scaler
         )
-        _trim_losses(folder.losses(), step)
+        trim_losses(folder.losses(), step)
         logger.info("resuming %s at step %d", folder.partial, step)
     else:
         folder.partial.mkdir(parents=True)
@@ -369,6 +294,11 @@ def pretrain(
             e1, e2 = embeddings.float().chunk(2)
             targets = {t: batch[f"target_{t}"].to(device) for t in tasks}
             losses = objective(e1, e2, targets)
+            if not torch.isfinite(losses["loss"]):
+                raise FloatingPointError(
+                    f"pretraining loss is {float(losses['loss'])} at step {step}; lower "
+                    "--learning-rate or raise the temperature, then --resume"
+                )
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(losses["loss"]).backward()
@@ -377,11 +307,6 @@ def pretrain(
             else:
                 losses["loss"].backward()
                 optimizer.step()
-            if not torch.isfinite(losses["loss"]):
-                raise FloatingPointError(
-                    f"pretraining loss is {float(losses['loss'])} at step {step}; lower "
-                    "--learning-rate or raise the temperature, then --resume"
-                )
             step += 1
             steps_run += 1
             last = {k: round(float(v.detach()), 6) for k, v in losses.items()}
@@ -392,9 +317,9 @@ def pretrain(
                 {"step": step - 1, **last, "lr": lr, "seconds": round(now - started, 3)},
             )
             if step % config.checkpoint_every == 0:
-                _save_checkpoint(
+                save_checkpoint(
                     folder.checkpoint(),
-                    _state(
+                    resume_state(
                         modules,
                         optimizer,
                         scaler,
@@ -413,9 +338,9 @@ def pretrain(
             if now >= deadline:
                 break
     except KeyboardInterrupt:
-        _save_checkpoint(
+        save_checkpoint(
             folder.checkpoint(),
-            _state(
+            resume_state(
                 modules, optimizer, scaler, step=step,
                 elapsed=elapsed_before + time.monotonic() - started,
             ),
@@ -426,9 +351,9 @@ def pretrain(
         bar.close()
 
     seconds = time.monotonic() - started
-    _save_checkpoint(
+    save_checkpoint(
         folder.checkpoint(),
-        _state(modules, optimizer, scaler, step=step, elapsed=elapsed_before + seconds),
+        resume_state(modules, optimizer, scaler, step=step, elapsed=elapsed_before + seconds),
     )
     summary = {
         "steps": step,
