@@ -1,0 +1,169 @@
+"""Pretrained backbone files: safetensors weights plus the front end they were trained with.
+
+The file holds the backbone's ``state_dict`` (no pickle, no code) and string metadata:
+``format`` (:data:`FORMAT`), ``backbone`` (registry name), ``width``, and the front end
+(:data:`FRONTEND_KEYS`: sample rate, STFT window and hop, mel bands, frequency range,
+spectrogram and waveform normalisation), plus free-form facts (objective, steps, sources).
+A backbone only understands spectrograms made the way it was trained on, so
+:func:`load_pretrained_backbone` refuses a different front end instead of loading silently.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from stetho.config import AUTO, AudioConfig
+from stetho.io import ArtifactError, atomic_path
+from stetho.pretrain.encoder import build_backbone
+
+FORMAT = "stetho-pretrained-backbone/1"
+
+#: Front-end metadata key -> AudioConfig field.
+FRONTEND_KEYS = {
+    "sample_rate": "sample_rate",
+    "n_fft": "stft_window_size",
+    "hop": "hop_size",
+    "n_mels": "mel_frequency_bins",
+    "f_min": "minimum_frequency",
+    "f_max": "maximum_frequency",
+    "spectrogram_normalization": "spectrogram_normalization",
+    "waveform_normalization": "waveform_normalization",
+}
+_FLOAT_KEYS = ("f_min", "f_max")
+_TEXT_KEYS = ("spectrogram_normalization", "waveform_normalization")
+
+
+class PretrainedMismatchError(ValueError):
+    """The pretrained file does not fit the model asked for (backbone, width or front end)."""
+
+
+class FrontEndMismatchError(PretrainedMismatchError):
+    """The backbone was pretrained on spectrograms made another way than the config's."""
+
+
+def frontend_metadata(audio: AudioConfig) -> dict[str, str]:
+    """The front-end facts of a *resolved* audio config, as safetensors metadata strings."""
+    values = {key: getattr(audio, field) for key, field in FRONTEND_KEYS.items()}
+    auto = [FRONTEND_KEYS[k] for k, v in values.items() if v == AUTO]
+    if auto:
+        raise ValueError(
+            f"audio.{', audio.'.join(auto)} still 'Auto': resolve the config "
+            "(stetho.config.resolve_config) before pretraining or loading a backbone"
+        )
+    return {
+        key: str(float(v)) if key in _FLOAT_KEYS else str(v) if key in _TEXT_KEYS else str(int(v))
+        for key, v in values.items()
+    }
+
+
+def save_pretrained_backbone(
+    backbone: nn.Module,
+    path: str | Path,
+    *,
+    name: str,
+    width: int,
+    audio: AudioConfig,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write ``backbone``'s weights and metadata to ``path`` atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
+    metadata = {"format": FORMAT, "backbone": name, "width": str(int(width))}
+    metadata |= frontend_metadata(audio)
+    metadata |= {k: v if isinstance(v, str) else json.dumps(v) for k, v in (extra or {}).items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a pretrained backbone file; :class:`ArtifactError` if unusable."""
+    path = Path(path)
+    remedy = "pretrain a backbone with `stetho pretrain` or name the right file"
+    if not path.is_file():
+        raise ArtifactError(path, "no such pretrained backbone file", remedy)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = dict(fh.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ArtifactError(path, f"not a readable safetensors file ({exc})", remedy) from None
+    if metadata.get("format") != FORMAT:
+        raise ArtifactError(
+            path,
+            f"not a stetho pretrained backbone (format {metadata.get('format')!r}, expected "
+            f"{FORMAT!r})",
+            remedy,
+        )
+    missing = [k for k in ("backbone", "width", *FRONTEND_KEYS) if k not in metadata]
+    if missing:
+        raise ArtifactError(path, f"metadata lacks {', '.join(missing)}", remedy)
+    return metadata
+
+
+def _same(key: str, stored: str, wanted: str) -> bool:
+    if key in _FLOAT_KEYS:
+        return math.isclose(float(stored), float(wanted), rel_tol=1e-9, abs_tol=1e-9)
+    return stored == wanted
+
+
+def check_frontend(metadata: dict[str, str], audio: AudioConfig, *, path: str | Path) -> None:
+    """Raise :class:`FrontEndMismatchError` naming every front-end value that differs."""
+    wanted = frontend_metadata(audio)
+    diffs = [
+        f"audio.{FRONTEND_KEYS[k]}: pretrained {metadata[k]}, config {wanted[k]}"
+        for k in FRONTEND_KEYS
+        if not _same(k, metadata[k], wanted[k])
+    ]
+    if diffs:
+        raise FrontEndMismatchError(
+            f"{path}: the backbone was pretrained with another front end ({'; '.join(diffs)}); "
+            "set the config's audio block to the pretrained values or pretrain a backbone for "
+            "this front end"
+        )
+
+
+def load_pretrained_backbone(
+    path: str | Path, *, backbone: str, audio_config: AudioConfig, width: int | None = None
+) -> nn.Module:
+    """A fresh ``backbone`` carrying the weights of the pretrained file ``path``.
+
+    ``audio_config`` is the *resolved* audio block of the model that will use it; every
+    front-end value must match the file's (:class:`FrontEndMismatchError` otherwise, naming
+    both values). ``width`` defaults to the file's; a different backbone name or width is a
+    :class:`PretrainedMismatchError`. Unreadable files raise :class:`~stetho.io.ArtifactError`.
+    Loading runs no code from the file (safetensors).
+    """
+    metadata = read_metadata(path)
+    if metadata["backbone"] != backbone:
+        raise PretrainedMismatchError(
+            f"{path}: pretrained backbone is {metadata['backbone']!r}, the config asks for "
+            f"{backbone!r}; set architecture.backbone: {metadata['backbone']} or use another file"
+        )
+    stored_width = int(metadata["width"])
+    if width is not None and width != stored_width:
+        raise PretrainedMismatchError(
+            f"{path}: pretrained width is {stored_width}, the config asks for {width}; set "
+            f"architecture.width: {stored_width} or use another file"
+        )
+    check_frontend(metadata, audio_config, path=path)
+    model = build_backbone(backbone, width=stored_width)
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ArtifactError(
+            path, f"cannot read the weights ({exc})", "re-run pretraining"
+        ) from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
+        raise ArtifactError(
+            path,
+            f"weights do not fit {backbone} width {stored_width} ({str(exc)[:300]})",
+            "re-run pretraining with this stetho version",
+        ) from None
+    return model
