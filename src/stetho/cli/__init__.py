@@ -15,6 +15,7 @@ from stetho.cli import data as _data
 from stetho.cli import explain as _explain
 from stetho.cli import export as _export
 from stetho.cli import predict as _predict
+from stetho.cli import pretrain as _pretrain
 from stetho.cli import report as _report
 from stetho.cli import serve as _serve
 from stetho.cli import train as _train
@@ -30,7 +31,18 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for _module in (_analyze, _data, _explain, _export, _predict, _report, _serve, _train, _tune):
+for _module in (
+    _analyze,
+    _data,
+    _explain,
+    _export,
+    _predict,
+    _pretrain,
+    _report,
+    _serve,
+    _train,
+    _tune,
+):
     _module.register(app)
 
 
