@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stetho.config import AudioConfig
+from stetho.config import ResolvedAudioConfig
 
 #: Floor added before the log: -100 dB below full scale, well under any stethoscope's noise.
 LOG_EPS = 1e-10
@@ -153,6 +153,12 @@ class LogMel(nn.Module):
     sit in the ``state_dict`` and are traced into the ONNX graph.
     """
 
+    cos_basis: torch.Tensor
+    sin_basis: torch.Tensor
+    fbank: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(
         self,
         *,
@@ -188,15 +194,15 @@ class LogMel(nn.Module):
         self.register_buffer("std", torch.ones(()))
 
     @classmethod
-    def from_config(cls, audio: AudioConfig) -> LogMel:
-        """Build from a *resolved* audio config (no ``Auto`` left)."""
+    def from_config(cls, audio: ResolvedAudioConfig) -> LogMel:
+        """Build from a resolved audio config (no ``Auto`` left)."""
         return cls(
-            sample_rate=int(audio.sample_rate),
-            n_fft=int(audio.stft_window_size),
-            hop=int(audio.hop_size),
-            n_mels=int(audio.mel_frequency_bins),
-            f_min=float(audio.minimum_frequency),
-            f_max=float(audio.maximum_frequency),
+            sample_rate=audio.sample_rate,
+            n_fft=audio.stft_window_size,
+            hop=audio.hop_size,
+            n_mels=audio.mel_frequency_bins,
+            f_min=audio.minimum_frequency,
+            f_max=audio.maximum_frequency,
             normalization=audio.spectrogram_normalization,
             waveform_normalization=audio.waveform_normalization,
         )

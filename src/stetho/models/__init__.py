@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from stetho.config import ArchitectureConfig, Config
+from stetho.config import ArchitectureConfig, ResolvedConfig
 from stetho.features import LogMel
 from stetho.models import heartnet as _heartnet  # noqa: F401  (registers)
 from stetho.models import timm_backbones as _timm  # noqa: F401  (registers)
@@ -22,7 +22,7 @@ __all__ = [
 
 
 def create_model(
-    config: Config, n_classes: int, *, n_extra_features: int = 0
+    config: ResolvedConfig, n_classes: int, *, n_extra_features: int = 0
 ) -> HeartSoundClassifier:
     """Build the classifier for a *resolved* config."""
     arch = config.architecture

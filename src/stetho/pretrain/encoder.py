@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import stetho.models  # noqa: F401  (registers the backbones)
-from stetho.config import AudioConfig
+from stetho.config import ResolvedAudioConfig
 from stetho.features import LogMel
 from stetho.models.pooling import create_pool
 from stetho.models.registry import get_backbone_fn
@@ -24,7 +24,9 @@ class Encoder(nn.Module):
     configuration travels with the backbone file instead.
     """
 
-    def __init__(self, *, backbone: nn.Module, audio: AudioConfig, pool: str = "Average") -> None:
+    def __init__(
+        self, *, backbone: nn.Module, audio: ResolvedAudioConfig, pool: str = "Average"
+    ) -> None:
         super().__init__()
         if audio.spectrogram_normalization == "Global":
             raise ValueError(

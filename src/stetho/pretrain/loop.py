@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from stetho.config import AudioConfig, Config, resolve_config
+from stetho.config import Config, ResolvedAudioConfig, resolve_config
 from stetho.io import append_jsonl, atomic_write_json
 from stetho.pretrain.checkpoint import save_pretrained_backbone
 from stetho.pretrain.data import PretrainBatches, Source, load_sources, source_summary
@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 PACKAGES = ("stetho", "torch", "numpy", "scipy", "soxr", "soundfile", "safetensors", "pandas")
 
 
-def default_audio() -> AudioConfig:
+def default_audio() -> ResolvedAudioConfig:
     """stetho's resolved default front end (the ``audio`` block of a default config)."""
     return resolve_config(Config())[0].audio
 
@@ -66,7 +66,7 @@ class PretrainConfig:
     backbone: str = "heartnet"
     width: int = 32
     pool: str = "Average"
-    audio: AudioConfig = field(default_factory=default_audio)
+    audio: ResolvedAudioConfig = field(default_factory=default_audio)
     excerpt_seconds: float = 4.0
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -190,7 +190,7 @@ def pretrain(
         )
     torch.set_num_threads(config.threads)
     device = select_device(config.device)
-    sample_rate = int(config.audio.sample_rate)
+    sample_rate = config.audio.sample_rate
 
     frame = load_sources(
         config.sources,

@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from stetho.config import Config, load_config
+from stetho.config import ResolvedConfig, load_resolved_config
 from stetho.io import ArtifactError, atomic_path
 from stetho.models import HeartSoundClassifier, create_model
 from stetho.runs.folder import RunFolder
@@ -46,7 +46,7 @@ class Run:
     """A finished experiment, ready to score recordings (see :mod:`stetho.scoring`)."""
 
     path: Path
-    config: Config
+    config: ResolvedConfig
     classes: list[str]
     folds: list[int]
     models: list[HeartSoundClassifier]
@@ -56,7 +56,7 @@ class Run:
 
     @property
     def sample_rate(self) -> int:
-        return int(self.config.audio.sample_rate)
+        return self.config.audio.sample_rate
 
     @property
     def loss_function(self) -> str:
@@ -81,7 +81,7 @@ def load_run(run_dir: str | Path, *, folds: list[int] | None = None) -> Run:
             else ""
         )
         raise FileNotFoundError(f"{rf.root}: not a finished stetho run, no {CONFIG}{hint}")
-    config = load_config(rf.config)
+    config = load_resolved_config(rf.config)
     labels = _read_json(rf.labels, remedy="restore the run folder or retrain")
     if not isinstance(labels, dict) or not isinstance(labels.get("classes"), list):
         raise ArtifactError(rf.labels, "no class list", "restore the run folder or retrain")
@@ -113,7 +113,7 @@ def load_run(run_dir: str | Path, *, folds: list[int] | None = None) -> Run:
 
 
 def load_model(
-    config: Config, path: Path, *, n_classes: int, n_extra_features: int = 0
+    config: ResolvedConfig, path: Path, *, n_classes: int, n_extra_features: int = 0
 ) -> HeartSoundClassifier:
     """One fold's classifier from its safetensors file, in eval mode.
 
@@ -148,7 +148,7 @@ def _read_json(path: Path, *, remedy: str) -> Any:
         raise ArtifactError(path, f"not valid JSON ({exc})", remedy) from None
 
 
-def _offline(config: Config) -> Config:
+def _offline(config: ResolvedConfig) -> ResolvedConfig:
     """Weights come from the run folder: never fetch pretrained ones to build the skeleton."""
     cfg = config.model_copy(deep=True)
     cfg.architecture.pretrained = False
