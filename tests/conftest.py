@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+#: The session-scoped trained runs (tiny_run, sharp_run, mission_run, ...) are fixtures of every
+#: test module: one training per session, shared.
+pytest_plugins = ("fixtures_runs",)
+
+#: Headless Chromium for the browser tests: Debian's package, or STETHO_CHROMIUM.
+CHROMIUM = Path(
+    os.environ.get("STETHO_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+)
+#: As root, in a sandbox without network: no sandbox, no GPU, no background connections.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 #: The mission dataset sits beside the checkout: <repo>/../shared/data/heartbeat-sounds.
 MISSION_DIR = Path(__file__).resolve().parents[2] / "shared/data/heartbeat-sounds"

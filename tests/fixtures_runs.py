@@ -45,12 +45,20 @@ SYNTH_SR = 4000
 _CACHE: dict[str, Path] = {}
 
 
-def beats(rng: np.random.Generator, sr: int, seconds: float, *, tone_hz: float) -> np.ndarray:
-    """``(round(seconds * sr),)`` float32: noise with a 60 ms tone burst every 0.8 s."""
+def beats(
+    rng: np.random.Generator,
+    sr: int,
+    seconds: float,
+    *,
+    tone_hz: float,
+    amplitude: float = 0.5,
+) -> np.ndarray:
+    """``(round(seconds * sr),)`` float32: noise with a 60 ms tone burst every 0.8 s, a
+    caricature of S1 at ``tone_hz``. The one synthetic beat generator of the test suite."""
     n = round(seconds * sr)
     x = 0.01 * rng.standard_normal(n)
     t = np.arange(int(0.06 * sr)) / sr
-    burst = 0.5 * np.sin(2 * np.pi * tone_hz * t) * np.hanning(t.size)
+    burst = amplitude * np.sin(2 * np.pi * tone_hz * t) * np.hanning(t.size)
     for start in np.arange(rng.uniform(0, 0.4), seconds - 0.1, 0.8):
         i = int(start * sr)
         seg = x[i : i + burst.size]
@@ -70,6 +78,38 @@ def write_training_folder(root: Path) -> Path:
                 SYNTH_SR,
             )
     return root
+
+
+#: The service tests' run: tiny, but trained on real set_b recordings (6 normal + 6 murmur).
+MISSION_RUN_OVERRIDES = [
+    "training.epochs=1",
+    "architecture.width=8",
+    "dataset.number_of_folds=2",
+    "audio.training_chunk_seconds=2",
+    "prediction.inference_chunk_seconds=2",
+    "training.build_scoring_pipelines=false",
+    "training.run_interpretations=false",
+]
+
+
+def build_mission_run(mission_dir: Path, base: Path) -> Path:
+    """Train the tiny run on 6 + 6 real set_b recordings; returns the run folder."""
+    for label in ("normal", "murmur"):
+        (base / "data" / label).mkdir(parents=True)
+        for src in sorted((mission_dir / "set_b").glob(f"{label}__*.wav"))[:6]:
+            shutil.copy(src, base / "data" / label / src.name)
+    out = base / "run"
+    config = load_config(None, MISSION_RUN_OVERRIDES)
+    run_experiment(config, out_dir=out, data=base / "data", progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def mission_run(mission_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished tiny run trained once per session on 12 set_b recordings; read-only."""
+    if "mission" not in _CACHE:
+        _CACHE["mission"] = build_mission_run(mission_dir, tmp_path_factory.mktemp("mission"))
+    return _CACHE["mission"]
 
 
 def _train(base: Path) -> Path:

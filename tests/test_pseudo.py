@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from fixtures_runs import beats
 
 from stetho.config import load_config
 from stetho.training.experiment import run_experiment
@@ -28,17 +29,6 @@ TINY = [
 ]
 
 
-def _beats(rng: np.random.Generator, sr: int, seconds: float, *, tone_hz: float) -> np.ndarray:
-    """Noise with a 60 ms tone burst every 0.8 s: a caricature of S1 at ``tone_hz``."""
-    x = 0.01 * rng.standard_normal(int(seconds * sr))
-    t = np.arange(int(0.06 * sr)) / sr
-    burst = np.sin(2 * np.pi * tone_hz * t) * np.hanning(t.size)
-    for start in np.arange(rng.uniform(0, 0.4), seconds - 0.1, 0.8):
-        i = int(start * sr)
-        x[i : i + burst.size] += burst
-    return x.astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory) -> tuple[Path, Path]:
     """``train.csv``: 10 patients per class, each with one labelled and one unlabelled
@@ -51,7 +41,7 @@ def tables(tmp_path_factory) -> tuple[Path, Path]:
         for i in range(10):
             for kind in ("a", "b"):
                 name = f"{label}_{i:02d}_{kind}.wav"
-                sf.write(root / name, _beats(rng, 2000, 3.0, tone_hz=hz), 2000)
+                sf.write(root / name, beats(rng, 2000, 3.0, tone_hz=hz, amplitude=1.0), 2000)
                 rows.append(
                     {
                         "audio": name,
@@ -61,7 +51,7 @@ def tables(tmp_path_factory) -> tuple[Path, Path]:
                 )
         for i in range(2):
             name = f"extra_{label}_{i}.wav"
-            sf.write(root / name, _beats(rng, 2000, 3.0, tone_hz=hz), 2000)
+            sf.write(root / name, beats(rng, 2000, 3.0, tone_hz=hz, amplitude=1.0), 2000)
             extra.append({"audio": name})
     pd.DataFrame(rows).to_csv(root / "train.csv", index=False)
     pd.DataFrame(extra).to_csv(root / "unlabeled.csv", index=False)

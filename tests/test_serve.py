@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,40 +22,17 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from stetho.cli import app as cli_app
-from stetho.config import load_config
 from stetho.data.audio import read_audio
 from stetho.decision import DecisionRule
 from stetho.scoring.backends import PipelineScorer, RunScorer
 from stetho.scoring.core import Acceptance
 from stetho.serve import ServeSettings, create_app
 from stetho.serve.app import MULTIPART_SLACK_BYTES, STATIC_DIR
-from stetho.training.experiment import run_experiment
-
-OVERRIDES = [
-    "training.epochs=1",
-    "architecture.width=8",
-    "dataset.number_of_folds=2",
-    "audio.training_chunk_seconds=2",
-    "prediction.inference_chunk_seconds=2",
-    "training.build_scoring_pipelines=false",
-    "training.run_interpretations=false",
-]
-
-
-def build_mission_run(mission_dir: Path, base: Path) -> Path:
-    """Train the tiny run on 6 + 6 real set_b recordings; returns the run folder."""
-    for label in ("normal", "murmur"):
-        (base / "data" / label).mkdir(parents=True)
-        for src in sorted((mission_dir / "set_b").glob(f"{label}__*.wav"))[:6]:
-            shutil.copy(src, base / "data" / label / src.name)
-    out = base / "run"
-    run_experiment(load_config(None, OVERRIDES), out_dir=out, data=base / "data", progress=False)
-    return out
 
 
 @pytest.fixture(scope="module")
-def run_dir(mission_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_mission_run(mission_dir, tmp_path_factory.mktemp("serve"))
+def run_dir(mission_run: Path) -> Path:
+    return mission_run
 
 
 @pytest.fixture(scope="module")

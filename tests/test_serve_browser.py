@@ -21,36 +21,14 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from conftest import CHROMIUM, CHROMIUM_ARGS
 
-from stetho.config import load_config
 from stetho.serve import ServeSettings, create_app
-from stetho.training.experiment import run_experiment
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path(os.environ.get("STETHO_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # A synthetic microphone (a beep) that needs no permission prompt.
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-]
-OVERRIDES = [
-    "training.epochs=1",
-    "architecture.width=8",
-    "dataset.number_of_folds=2",
-    "audio.training_chunk_seconds=2",
-    "prediction.inference_chunk_seconds=2",
-    "training.build_scoring_pipelines=false",
-    "training.run_interpretations=false",
-]
+#: A synthetic microphone (a beep) that needs no permission prompt.
+FAKE_MICROPHONE = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 MURMUR = "murmur__122_1306325762831_C.wav"
 #: A long name without spaces, as devices and archives produce them.
 LONG_NAME = "ward-7_bed-12_patient-0042_" + "x" * 60 + "_2026-12-01T09-15-00_murmur.wav"
@@ -86,22 +64,17 @@ def browser() -> Iterator[object]:
     if not CHROMIUM.is_file():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        b = p.chromium.launch(
+            executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *FAKE_MICROPHONE]
+        )
         yield b
         b.close()
 
 
 @pytest.fixture(scope="module")
-def base_url(mission_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def base_url(mission_run: Path) -> Iterator[str]:
     """A real server on a free loopback port, serving a tiny run trained on 6 + 6 recordings."""
-    base = tmp_path_factory.mktemp("browser")
-    for label in ("normal", "murmur"):
-        (base / "data" / label).mkdir(parents=True)
-        for src in sorted((mission_dir / "set_b").glob(f"{label}__*.wav"))[:6]:
-            shutil.copy(src, base / "data" / label / src.name)
-    run = base / "run"
-    run_experiment(load_config(None, OVERRIDES), out_dir=run, data=base / "data", progress=False)
-    app = create_app(ServeSettings(model_path=run, alert_windows=2))
+    app = create_app(ServeSettings(model_path=mission_run, alert_windows=2))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from fixtures_runs import beats
 
 from stetho.config import load_config
 from stetho.runs import load_run, partial_dir
@@ -34,18 +35,6 @@ TINY = [
 ]
 
 
-def _beats(rng: np.random.Generator, sr: int, seconds: float, *, tone_hz: float) -> np.ndarray:
-    """Noise with a 60 ms tone burst every 0.8 s: a caricature of S1 at ``tone_hz``."""
-    n = int(seconds * sr)
-    x = 0.01 * rng.standard_normal(n)
-    t = np.arange(int(0.06 * sr)) / sr
-    burst = np.sin(2 * np.pi * tone_hz * t) * np.hanning(t.size)
-    for start in np.arange(rng.uniform(0, 0.4), seconds - 0.1, 0.8):
-        i = int(start * sr)
-        x[i : i + burst.size] += burst
-    return x.astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def two_class_folder(tmp_path_factory) -> Path:
     """12 recordings per class in class subfolders: low (60 Hz) vs high (400 Hz) bursts."""
@@ -55,7 +44,9 @@ def two_class_folder(tmp_path_factory) -> Path:
         (root / label).mkdir()
         for i in range(12):
             sf.write(
-                root / label / f"{label}_{i:02d}.wav", _beats(rng, 2000, 3.0, tone_hz=hz), 2000
+                root / label / f"{label}_{i:02d}.wav",
+                beats(rng, 2000, 3.0, tone_hz=hz, amplitude=1.0),
+                2000,
             )
     return root
 
