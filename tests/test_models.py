@@ -137,3 +137,43 @@ def test_heartnet_onnx_round_trip(tmp_path):
         xx = torch.randn(3, n)
         got = sess.run(None, {"wave": xx.numpy()})[0]
         np.testing.assert_allclose(got, model(xx).detach().numpy(), atol=1e-4)
+
+
+def _heartnet_config(*overrides: str):
+    base = ["architecture.backbone=heartnet", "architecture.width=8", *overrides]
+    return resolve_config(load_config(None, base))[0]
+
+
+def test_stetho_pretrained_backbone_is_loaded_with_its_front_end(tmp_path):
+    from stetho.models.pretrained import save_pretrained_backbone
+    from stetho.training.plan import check_config
+
+    cfg = _heartnet_config()
+    torch.manual_seed(3)
+    donor = create_model(cfg, 2).backbone
+    path = tmp_path / "backbone.safetensors"
+    save_pretrained_backbone(donor, path, name="heartnet", width=8, audio=cfg.audio)
+
+    tuned = _heartnet_config(f"architecture.pretrained_weights={path}")
+    torch.manual_seed(4)  # another initialisation: only the file can make them equal
+    model = create_model(tuned, 2)
+    for key, value in donor.state_dict().items():
+        torch.testing.assert_close(model.backbone.state_dict()[key], value)
+    assert check_config(tuned) == []
+
+    other_front_end = _heartnet_config(
+        f"architecture.pretrained_weights={path}", "audio.mel_frequency_bins=32"
+    )
+    with pytest.raises(ValueError, match="mel_frequency_bins: pretrained 64, config 32"):
+        create_model(other_front_end, 2)
+    with pytest.raises(ValueError, match="another front end"):
+        check_config(other_front_end)
+
+
+def test_heartnet_refuses_a_foreign_weights_file(tmp_path):
+    foreign = tmp_path / "weights.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    with pytest.raises(ValueError, match="not a stetho pretrained backbone"):
+        create_model(_heartnet_config(f"architecture.pretrained_weights={foreign}"), 2)

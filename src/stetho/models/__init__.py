@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from torch import nn
 
-from stetho.config import ArchitectureConfig, ResolvedConfig
+from stetho.config import ArchitectureConfig, ResolvedAudioConfig, ResolvedConfig
 from stetho.features import LogMel
 from stetho.models import heartnet as _heartnet  # noqa: F401  (registers)
 from stetho.models import timm_backbones as _timm  # noqa: F401  (registers)
 from stetho.models.classifier import HeartSoundClassifier
+from stetho.models.pretrained import is_pretrained_backbone, load_pretrained_backbone
 from stetho.models.registry import get_backbone_fn, is_backbone, list_backbones, register_backbone
 
 __all__ = [
@@ -26,7 +27,7 @@ def create_model(
 ) -> HeartSoundClassifier:
     """Build the classifier for a *resolved* config."""
     arch = config.architecture
-    backbone = create_backbone(arch)
+    backbone = create_backbone(arch, audio=config.audio)
     return HeartSoundClassifier(
         frontend=LogMel.from_config(config.audio),
         backbone=backbone,
@@ -37,9 +38,28 @@ def create_model(
     )
 
 
-def create_backbone(arch: ArchitectureConfig) -> nn.Module:
+def create_backbone(
+    arch: ArchitectureConfig, *, audio: ResolvedAudioConfig | None = None
+) -> nn.Module:
     """The registered backbone ``arch.backbone`` (``ValueError`` naming the registered ones
-    when unknown), with the pretrained weights the config asks for."""
+    when unknown), with the pretrained weights the config asks for.
+
+    ``architecture.pretrained_weights`` may name a stetho pretrained-backbone file
+    (``stetho pretrain``): it is loaded for any registered backbone, and its front end must
+    equal ``audio`` (the model's resolved audio block), because a backbone only understands
+    spectrograms made the way it learnt from. Any other file is handed to the builder (timm
+    reads its own formats).
+    """
+    weights = arch.pretrained_weights
+    if weights and is_pretrained_backbone(weights):
+        if audio is None:
+            raise ValueError(
+                f"{weights}: a stetho pretrained backbone is checked against the front end; "
+                "build it with create_model(config) or pass audio="
+            )
+        return load_pretrained_backbone(
+            weights, backbone=arch.backbone, audio_config=audio, width=arch.width
+        )
     return get_backbone_fn(arch.backbone)(
-        pretrained=arch.pretrained, pretrained_weights=arch.pretrained_weights, width=arch.width
+        pretrained=arch.pretrained, pretrained_weights=weights, width=arch.width
     )

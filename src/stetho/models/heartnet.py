@@ -68,9 +68,16 @@ class HeartNet(nn.Module):
 
 @register_backbone("heartnet")
 def heartnet(*, pretrained: bool = False, pretrained_weights: str | None = None, width: int = 32):
-    if pretrained and not pretrained_weights:
+    if pretrained_weights:
+        # stetho's own backbone files are loaded (and front-end checked) by create_backbone;
+        # anything that reaches the builder is not one of them.
+        raise ValueError(
+            f"{pretrained_weights}: not a stetho pretrained backbone; heartnet loads files "
+            "written by `stetho pretrain` (docs/pretraining.md)"
+        )
+    if pretrained:
         raise ValueError(
             "heartnet has no published pretrained weights; set architecture.pretrained: false "
-            "or name a local file in architecture.pretrained_weights"
+            "or name a backbone file from `stetho pretrain` in architecture.pretrained_weights"
         )
     return HeartNet(width=width)

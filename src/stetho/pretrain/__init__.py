@@ -7,14 +7,14 @@
 ``loop``        budgeted, seeded, resumable loop writing the run folder
 ``resume``      the tensors-only resume checkpoint
 ``folder``      the run folder's artifact paths
-``checkpoint``  backbone safetensors with front-end metadata; :func:`load_pretrained_backbone`
+``stetho.models.pretrained``  the backbone file format (safetensors + front-end metadata)
 
 See ``docs/pretraining.md``.
 """
 
 from __future__ import annotations
 
-from stetho.pretrain.checkpoint import (
+from stetho.models.pretrained import (
     FrontEndMismatchError,
     PretrainedMismatchError,
     load_pretrained_backbone,

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from stetho.config import Config, ResolvedAudioConfig, resolve_config
 from stetho.io import append_jsonl, atomic_write_json
-from stetho.pretrain.checkpoint import save_pretrained_backbone
+from stetho.models.pretrained import save_pretrained_backbone
 from stetho.pretrain.data import PretrainBatches, Source, load_sources, source_summary
 from stetho.pretrain.encoder import Encoder, build_backbone
 from stetho.pretrain.folder import PretrainFolder

@@ -77,10 +77,12 @@ def check_config(config: Config) -> list[str]:
     returned as a warning, so that it reaches ``warnings.json`` and not only the log.
     """
     arch = config.architecture
+    # A stetho pretrained backbone is checked against the front end the run will use.
+    audio = config.audio if isinstance(config, ResolvedConfig) else resolve_config(config)[0].audio
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PretrainedWeightsUnavailable)
         try:
-            create_backbone(arch)
+            create_backbone(arch, audio=audio)
         except ValueError as exc:
             raise ConfigError(f"architecture.backbone={arch.backbone!r}: {exc}") from None
     return [str(w.message) for w in caught if issubclass(w.category, PretrainedWeightsUnavailable)]

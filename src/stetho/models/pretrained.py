@@ -1,4 +1,5 @@
-"""Pretrained backbone files: safetensors weights plus the front end they were trained with.
+"""Pretrained backbone files (``stetho pretrain``): safetensors weights plus the front end they
+were trained with.
 
 The file holds the backbone's ``state_dict`` (no pickle, no code) and string metadata:
 ``format`` (:data:`FORMAT`), ``backbone`` (registry name), ``width``, and the front end
@@ -21,7 +22,7 @@ from torch import nn
 
 from stetho.config import AUTO, AudioConfig
 from stetho.io import ArtifactError, atomic_path
-from stetho.pretrain.encoder import build_backbone
+from stetho.models.registry import get_backbone_fn
 
 FORMAT = "stetho-pretrained-backbone/1"
 
@@ -79,6 +80,15 @@ def save_pretrained_backbone(
     metadata |= {k: v if isinstance(v, str) else json.dumps(v) for k, v in (extra or {}).items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)
+
+
+def is_pretrained_backbone(path: str | Path) -> bool:
+    """Whether ``path`` is a stetho pretrained-backbone file (by its metadata, not its name)."""
+    try:
+        read_metadata(path)
+    except ArtifactError:
+        return False
+    return True
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -151,7 +161,7 @@ def load_pretrained_backbone(
             f"architecture.width: {stored_width} or use another file"
         )
     check_frontend(metadata, audio_config, path=path)
-    model = build_backbone(backbone, width=stored_width)
+    model = get_backbone_fn(backbone)(pretrained=False, pretrained_weights=None, width=stored_width)
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as exc:
