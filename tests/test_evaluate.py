@@ -12,10 +12,10 @@ import re
 import shutil
 from pathlib import Path
 
+import fixtures_runs
 import numpy as np
 import pandas as pd
 import pytest
-from fixtures_runs import one_torch_thread, tiny_run  # noqa: F401  (fixtures)
 from sklearn.metrics import confusion_matrix, roc_auc_score
 from test_readers_shared import circor_slice, needs_circor, needs_physionet, physionet_slice
 from typer.testing import CliRunner
@@ -32,6 +32,9 @@ from stetho.scoring.batch import InputItem, predict_files
 RECORDS = ("b0001", "b0002", "b0003", "b0008", "b0013", "b0016")
 #: Absent, Present and Unknown patients with two recordings each.
 CIRCOR_MAP = "present=abnormal,absent=normal,unknown=-"
+
+one_torch_thread = fixtures_runs.one_torch_thread
+tiny_run = fixtures_runs.tiny_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -50,7 +53,7 @@ def held_out(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def physionet_eval(tiny_run: Path, held_out, tmp_path_factory) -> Path:  # noqa: F811
+def physionet_eval(tiny_run: Path, held_out, tmp_path_factory) -> Path:
     if "physionet" not in held_out:
         pytest.skip("shared PhysioNet 2016 absent")
     out = tmp_path_factory.mktemp("ev") / "physionet"
@@ -105,7 +108,7 @@ def test_label_map_parsing_and_resolution() -> None:
 def test_physionet_metrics_match_the_predictions(
     physionet_eval: Path,
     tiny_run: Path,
-    held_out,  # noqa: F811
+    held_out,
 ) -> None:
     result = json.loads((physionet_eval / "evaluation.json").read_text())
     preds = pd.read_csv(physionet_eval / "predictions.csv", keep_default_na=False)
@@ -156,7 +159,7 @@ def test_existing_output_is_refused_and_force_replaces_only_its_own(
     physionet_eval: Path,
     tiny_run: Path,
     held_out,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     before = (physionet_eval / "evaluation.json").read_bytes()
     with pytest.raises(FileExistsError, match="already exists.*--force"):
@@ -180,7 +183,7 @@ def test_existing_output_is_refused_and_force_replaces_only_its_own(
 def test_circor_unknown_labels_are_refused_before_scoring(
     tiny_run: Path,
     held_out,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     result = CliRunner().invoke(
         app, ["evaluate", str(tiny_run), str(held_out["circor"]), "--out", str(tmp_path / "e")]
@@ -196,7 +199,7 @@ def test_circor_unknown_labels_are_refused_before_scoring(
 def test_circor_with_a_label_map_via_the_cli(
     tiny_run: Path,
     held_out,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     out = tmp_path / "circor"
     result = CliRunner().invoke(
@@ -217,7 +220,7 @@ def test_circor_with_a_label_map_via_the_cli(
         "scored": 4,
         "not_scored": 0,
     }
-    assert set(zip(preds["label"], preds["target"])) == {
+    assert set(zip(preds["label"], preds["target"], strict=True)) == {
         ("present", "abnormal"),
         ("absent", "normal"),
     }
@@ -234,7 +237,7 @@ def test_circor_with_a_label_map_via_the_cli(
 def test_circor_onto_the_run_classes_gives_multiclass_metrics(
     tiny_run: Path,
     held_out,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     done = evaluate(
         tiny_run,
@@ -377,3 +380,27 @@ def test_evaluation_page_opens_cleanly_in_chromium(physionet_eval: Path) -> None
         assert re.search(rf"{auc:.3f}", text)
         browser.close()
     assert errors == [] and remote == []
+
+
+# --- the exported scorer's output check ------------------------------------------------------
+
+
+def test_score_py_refuses_parquet_without_pyarrow_before_scoring(
+    monkeypatch, tmp_path: Path, capsys
+) -> None:
+    import importlib.util
+    import sys
+
+    template = Path(__file__).resolve().parents[1] / "src/stetho/export/template/score.py"
+    spec = importlib.util.spec_from_file_location("score_template_for_evaluate", template)
+    assert spec is not None and spec.loader is not None
+    score = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(score)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow -> ImportError
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    # The pipeline folder does not exist: reaching the scoring would fail on it instead.
+    with pytest.raises(SystemExit) as exit_:
+        score.main(["a.wav", "--out", str(tmp_path / "x.parquet"), "--pipeline", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert "writing parquet needs pyarrow" in capsys.readouterr().err
+    assert not (tmp_path / "x.parquet").exists()

@@ -74,7 +74,8 @@ def circor_slice(
 
 def _truth(folder: Path) -> dict[str, str]:
     reference = pd.read_csv(folder / "REFERENCE.csv", header=None, dtype=str)
-    return {r: {"1": "abnormal", "-1": "normal"}[c] for r, c in zip(reference[0], reference[1])}
+    codes = {"1": "abnormal", "-1": "normal"}
+    return {r: codes[c] for r, c in zip(reference[0], reference[1], strict=True)}
 
 
 @needs_physionet

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ class Evaluation:
 
 
 def read_datasets(
-    data: Sequence[str | os.PathLike[str]],
+    data: Sequence[str | Path],
     *,
     layout: str = "auto",
     patient_regex: str | None = None,
@@ -74,15 +73,13 @@ def read_datasets(
     return df
 
 
-def default_out(run_dir: str | os.PathLike[str], datasets: pd.DataFrame) -> Path:
+def default_out(run_dir: str | Path, datasets: pd.DataFrame) -> Path:
     """``<run>/evaluations/<dataset>[+<dataset>...]``."""
     name = "+".join(dict.fromkeys(datasets["dataset"].astype(str)))
     return RunFolder(run_dir).evaluation(name).root
 
 
-def check_out(
-    out: Path, *, inputs: Sequence[str | os.PathLike[str]], force: bool
-) -> EvaluationFolder:
+def check_out(out: Path, *, inputs: Sequence[str | Path], force: bool) -> EvaluationFolder:
     """Refuse an output that exists (and is not empty) unless ``force`` and it is an
     evaluation this command wrote; refuse one that is, holds or lies in an input."""
     folder = EvaluationFolder(out)
@@ -111,14 +108,14 @@ def label_table(manifest: pd.DataFrame, mapping: LabelMapping) -> list[dict[str,
 
 
 def evaluate(
-    run_dir: str | os.PathLike[str],
-    data: Sequence[str | os.PathLike[str]],
+    run_dir: str | Path,
+    data: Sequence[str | Path],
     *,
     layout: str = "auto",
     label_map: Mapping[str, str] | None = None,
     patient_regex: str | None = None,
     patient_column: str | None = None,
-    out: str | os.PathLike[str] | None = None,
+    out: str | Path | None = None,
     force: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
@@ -149,7 +146,8 @@ def evaluate(
     target = Path(out) if out is not None else default_out(run_dir, manifest)
     folder = check_out(target, inputs=[run_dir, *data], force=force)
 
-    manifest = manifest.assign(target=[mapping.target(v) for v in manifest["label"]])
+    targets = [mapping.target(v) for v in manifest["label"]]
+    manifest = manifest.assign(target=pd.Series(targets, index=manifest.index, dtype=object))
     chosen = manifest[manifest["target"].notna()].reset_index(drop=True)
     items = [InputItem(path=p, abs_path=p) for p in chosen["path"]]
     scored = predict_files(scorer, items, batch_size=batch_size, progress=progress)
@@ -206,7 +204,9 @@ def collect_warnings(
         out.append(no_patients)
     bad = predictions[predictions["error"] != ""]
     if len(bad):
-        shown = "; ".join(f"{p}: {e}" for p, e in zip(bad["path"][:5], bad["error"][:5]))
+        shown = "; ".join(
+            f"{p}: {e}" for p, e in zip(bad["path"][:5], bad["error"][:5], strict=True)
+        )
         out.append(
             f"{len(bad)} of {len(predictions)} recording(s) could not be scored and are not in "
             f"the metrics (see predictions.csv): {shown}"
