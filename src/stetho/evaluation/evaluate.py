@@ -24,7 +24,6 @@ import pandas as pd
 
 from stetho.data.manifest import apply_patient_column, patient_warning
 from stetho.data.readers import read_dataset
-from stetho.decision import DecisionRule
 from stetho.evaluation.labels import LabelMapping, resolve_label_map
 from stetho.evaluation.metrics import N_BOOT, evaluation_metrics
 from stetho.io import atomic_write_json, atomic_write_text, check_replaceable_dir, write_table
@@ -228,13 +227,3 @@ def _json_ready(obj: Any) -> Any:
     if isinstance(obj, float) and not np.isfinite(obj):
         return None
     return obj
-
-
-def rule_summary(rule: DecisionRule) -> str:
-    """One line on the operating point: threshold, calibration, abstain band."""
-    parts = [f"threshold {rule.threshold:.3f} on the abnormal probability"]
-    if rule.calibration is not None:
-        parts.append(f"calibration {rule.calibration.method}")
-    if rule.abstain_band is not None:
-        parts.append(f"re-record band [{rule.abstain_band[0]:.3f}, {rule.abstain_band[1]:.3f})")
-    return ", ".join(parts)
