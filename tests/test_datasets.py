@@ -299,7 +299,14 @@ def test_unreadable_files_are_left_out_with_a_warning(
 
 
 def test_registry() -> None:
-    assert datasets.list_readers() == ["circor", "folder", "pascal", "physionet2016", "table"]
+    assert datasets.list_readers() == [
+        "circor",
+        "folder",
+        "manifest",
+        "pascal",
+        "physionet2016",
+        "table",
+    ]
     with pytest.raises(ValueError, match="unknown dataset layout 'kaggle'.*pascal, physionet2016"):
         datasets.read_dataset(".", layout="kaggle")
     with pytest.raises(ValueError, match="already registered"):

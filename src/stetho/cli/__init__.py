@@ -12,6 +12,7 @@ import typer
 
 from stetho.cli import analyze as _analyze
 from stetho.cli import data as _data
+from stetho.cli import evaluate as _evaluate
 from stetho.cli import explain as _explain
 from stetho.cli import export as _export
 from stetho.cli import predict as _predict
@@ -34,6 +35,7 @@ app = typer.Typer(
 for _module in (
     _analyze,
     _data,
+    _evaluate,
     _explain,
     _export,
     _predict,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,13 @@ def train(
         help="Continue a killed run in OUT.partial with its stored config; only overrides "
         "that do not change what is trained (reports, export, logging, workers) apply.",
     ),
+    patient_regex: str = typer.Option(
+        None,
+        "--patient-regex",
+        help="Take each recording's patient id from its file name: a regex with one group or "
+        "a group named 'patient', e.g. '^(\\d+)_' (folds then keep a patient's recordings "
+        "together).",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
     nproc: int = typer.Option(
         1,
@@ -57,7 +66,7 @@ def train(
     from stetho.workflows.tracking import check_available, epoch_logger
 
     t0 = time.monotonic()
-    with cli_errors():
+    with cli_errors(), contextlib.ExitStack() as stack:
         cfg = load_config(config, overrides or [])
         check_available(cfg)  # a missing tracker fails now, not after the first epoch
         if out is None:
@@ -65,6 +74,11 @@ def train(
         data_dir = (
             resolve_data_dir(data) if data is not None or not cfg.dataset.train_dataframe else data
         )
+        if patient_regex is not None and not resume:
+            # The patients go in as a manifest table, read back as it is: the run folder's
+            # manifest then records them, and every rank of a distributed run reads the same.
+            staging = stack.enter_context(tempfile.TemporaryDirectory(prefix="stetho-patients-"))
+            data_dir, layout = _patient_manifest(data_dir, layout, patient_regex, staging)
         if nproc > 1:
             argv = [str(config), *(overrides or []), "--out", str(out)]
             argv += ["--data", str(data_dir)] if data_dir is not None else []
@@ -94,6 +108,25 @@ def train(
     Console().print(table)
     for w in RunFolder(out).read_warnings():
         console.print(f"[yellow]warning:[/yellow] {w}")
+
+
+def _patient_manifest(
+    data: Path | None, layout: str, patient_regex: str, staging: str
+) -> tuple[Path, str]:
+    """The ``--data`` manifest with patients from ``patient_regex``, written into
+    ``staging``; returns the file and its layout (``manifest``)."""
+    from stetho.data.readers import read_dataset
+    from stetho.io import write_table
+
+    if data is None:
+        raise ValueError(
+            "--patient-regex applies to --data; the config's dataset.train_dataframe names its "
+            "patients with a 'patient' column"
+        )
+    manifest = read_dataset(data, layout=layout, patient_regex=patient_regex)
+    target = Path(staging) / "manifest.parquet"
+    write_table(manifest, target)
+    return target, "manifest"
 
 
 def final_table(summary: dict[str, Any], *, command_seconds: float) -> list[tuple[str, str]]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,98 @@ def summarize_manifest(df: pd.DataFrame) -> dict[str, Any]:
         },
         "duration_s": duration,
     }
+
+
+# --- patients ---------------------------------------------------------------------------------
+
+
+def compile_patient_regex(pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled; it must have one group or a group named ``patient``.
+
+    ``ValueError`` saying what is wrong otherwise (bad syntax, no group, several unnamed).
+    """
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"--patient-regex {pattern!r}: not a regular expression: {exc}") from None
+    if "patient" not in compiled.groupindex and compiled.groups != 1:
+        raise ValueError(
+            f"--patient-regex {pattern!r} has {compiled.groups} groups; give one group, or a "
+            r"named group (?P<patient>...), that captures the patient id, e.g. '^(\d+)_'"
+        )
+    return compiled
+
+
+def apply_patient_regex(df: pd.DataFrame, pattern: str, *, name: str) -> pd.DataFrame:
+    """A copy of manifest ``df`` whose ``patient`` is taken from each file name by ``pattern``.
+
+    The pattern is searched (:func:`re.search`) in the file name (``murmur__112_1306_A.wav``);
+    its ``patient`` group, else its one group, is the id, prefixed with the source
+    (``set_b/112``) so that two sources' ids cannot collide. A file the pattern does not
+    match, or matches with an empty id, is an error naming the dataset ``name`` and the files:
+    a silent fall-back to one patient per file would undo the grouping asked for.
+    """
+    compiled = compile_patient_regex(pattern)
+    group: str | int = "patient" if "patient" in compiled.groupindex else 1
+    ids: list[str | None] = []
+    for path in df["path"]:
+        match = compiled.search(Path(path).name)
+        value = match.group(group) if match is not None else None
+        ids.append(value if value else None)
+    unmatched = [p for p, i in zip(df["path"], ids, strict=True) if i is None]
+    if unmatched:
+        raise ValueError(
+            f"{name}: --patient-regex {pattern!r} finds no patient id in the file name of "
+            f"{len(unmatched)} of {len(df)} recording(s): {_examples(unmatched)}; the pattern is "
+            "searched in the file name (not the folder)"
+        )
+    out = df.copy()
+    out["patient"] = [f"{src}/{pid}" for src, pid in zip(out["source"], ids, strict=True)]
+    return out
+
+
+def apply_patient_column(df: pd.DataFrame, column: str, *, name: str) -> pd.DataFrame:
+    """A copy of manifest ``df`` whose ``patient`` is the (extra) column ``column``, prefixed
+    with the source; a missing value is an error naming the files."""
+    if column not in df.columns:
+        raise ValueError(
+            f"{name}: no column {column!r} to take patient ids from; its columns are "
+            f"{list(df.columns)}"
+        )
+    values = df[column]
+    blank = values.isna() | (values.astype(str).str.strip() == "")
+    if blank.any():
+        raise ValueError(
+            f"{name}: column {column!r} has no patient id for {_examples(df.loc[blank, 'path'])}"
+        )
+    out = df.copy()
+    out["patient"] = [
+        f"{src}/{str(v).strip()}" for src, v in zip(out["source"], values, strict=True)
+    ]
+    return out
+
+
+def one_patient_per_recording(df: pd.DataFrame) -> list[str]:
+    """Sources of ``df`` (with more than one labelled recording) in which every labelled
+    recording is its own patient group: no patient ids were found there."""
+    labelled = df[df["label"].notna()]
+    out = []
+    for source, part in labelled.groupby("source", sort=True):
+        if len(part) > 1 and part["patient"].nunique() == len(part):
+            out.append(str(source))
+    return out
+
+
+def patient_warning(df: pd.DataFrame) -> str | None:
+    """The warning for :func:`one_patient_per_recording`, or ``None`` when every source has
+    patients with several recordings."""
+    sources = one_patient_per_recording(df)
+    if not sources:
+        return None
+    return (
+        f"every recording is its own patient in source(s) {', '.join(sources)}: the data names "
+        "no patients there, so recordings of one patient can fall on both sides of a fold (or "
+        "count as independent in confidence intervals) and scores may be optimistic; give the "
+        "patient ids with --patient-regex (a pattern on the file name, e.g. '^(\\d+)_') or a "
+        "patient column in a table"
+    )

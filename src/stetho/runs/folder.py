@@ -22,8 +22,8 @@ runs/<name>/
                            (an :class:`ExplanationFolder`)
   scoring/                 the exported ONNX pipeline (a :class:`PipelineFolder`)
   mlflow_run.json          the MLflow run this run was logged to
-  scoring/                 the exported ONNX pipeline (a :class:`PipelineFolder`)
-  mlflow_run.json          the MLflow run this run was logged to
+  evaluations/<data>/      ``stetho evaluate`` on a dataset the run never saw
+                           (an :class:`EvaluationFolder`)
   elapsed.json             training seconds so far, summed over resumed segments (while partial)
   pseudo/round-<r>/fold-<k>/   intermediate pseudo-labelling rounds' fold models
   pseudo_labels_fold<k>_round<r>.parquet   the pseudo-labels fold k's round-r student used
@@ -164,6 +164,10 @@ class RunFolder:
     @property
     def mlflow_run(self) -> Path:
         return self.root / "mlflow_run.json"
+
+    def evaluation(self, name: str) -> EvaluationFolder:
+        """Where ``stetho evaluate`` writes its evaluation of dataset ``name`` by default."""
+        return EvaluationFolder(self.root / "evaluations" / name)
 
     @property
     def elapsed(self) -> Path:
@@ -342,6 +346,41 @@ class ExplanationFolder:
     def read_index(self) -> dict[str, Any] | None:
         """The parsed ``index.json``, or ``None`` when there is none."""
         return json.loads(self.index.read_text()) if self.index.is_file() else None
+
+
+@dataclass(frozen=True)
+class EvaluationFolder:
+    """What ``stetho evaluate`` writes for one labelled dataset scored with a run.
+
+    ```
+    evaluation.json          metrics, tables, label map, warnings (written last: its presence
+                             marks a complete evaluation, and a folder this command owns)
+    evaluation.html          the self-contained page
+    predictions.csv          one row per recording: truth, mapped target, probabilities, decision
+    ```
+    """
+
+    root: Path
+
+    def __init__(self, root: str | Path) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "evaluation.json"
+
+    @property
+    def page(self) -> Path:
+        return self.root / "evaluation.html"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions.csv"
+
+    @property
+    def owned_files(self) -> tuple[str, ...]:
+        """Names of the files an evaluation writes (a folder holding others is not its own)."""
+        return (self.metrics.name, self.page.name, self.predictions.name)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from stetho.config import (
     save_config,
 )
 from stetho.data.folds import assign_folds
+from stetho.data.manifest import apply_patient_regex, patient_warning
 from stetho.data.readers import read_dataset, read_table
 from stetho.io import atomic_write_json, write_table
 from stetho.models import create_backbone
@@ -89,10 +90,18 @@ def check_config(config: Config) -> list[str]:
 
 
 def plan_training(
-    config: Config, *, data: str | Path | None = None, layout: str = "auto"
+    config: Config,
+    *,
+    data: str | Path | None = None,
+    layout: str = "auto",
+    patient_regex: str | None = None,
 ) -> TrainingPlan:
     """Resolve ``config``, read the data (``data`` in ``layout``, else the config's
-    ``train_dataframe``), assign folds and collect the warnings of all three."""
+    ``train_dataframe``), assign folds and collect the warnings of all three.
+
+    ``patient_regex`` takes the patient ids from the file names
+    (:func:`stetho.data.manifest.apply_patient_regex`).
+    """
     cfg, run_warnings = resolve_config(config)
     run_warnings += check_config(cfg)
     if data is not None and (cfg.dataset.data_folder or cfg.dataset.train_dataframe):
@@ -102,6 +111,8 @@ def plan_training(
         cfg.dataset.data_folder = None
         cfg.dataset.train_dataframe = None
     manifest = build_manifest(cfg, data, layout=layout)
+    if patient_regex is not None:
+        manifest = apply_patient_regex(manifest, patient_regex, name=f"data {data or ''}".strip())
     manifest, folds, fold_warnings = assign_plan_folds(cfg, manifest)
     run_warnings += fold_warnings + data_warnings(manifest) + runtime_warnings(cfg)
     return TrainingPlan(config=cfg, manifest=manifest, folds=folds, warnings=run_warnings)
@@ -219,8 +230,12 @@ def assign_plan_folds(
 
 
 def data_warnings(df: pd.DataFrame) -> list[str]:
-    """Classes that exist in one recording source only can be learnt from the device alone."""
+    """Classes that exist in one recording source only can be learnt from the device alone;
+    sources that name no patients (every recording its own group) give optimistic folds."""
     out = []
+    no_patients = patient_warning(df)
+    if no_patients is not None:
+        out.append(no_patients)
     labelled = df[df["label"].notna()]
     if labelled["source"].nunique() > 1:
         for label, part in labelled.groupby("label"):

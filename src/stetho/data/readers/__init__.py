@@ -12,6 +12,7 @@ Registered layouts:
 ``circor``        CirCor DigiScope / PhysioNet Challenge 2022 (``training_data.csv``)
 ``table``         a csv/parquet table of audio paths and labels (Hydrogen Torch ``train.pq``)
 ``folder``        a plain folder of audio files, labelled by class subfolders if present
+``manifest``      a Manifest table stetho wrote (``manifest.parquet``), read back as it is
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from stetho.data.manifest import check_manifest
+from stetho.data.manifest import apply_patient_regex, check_manifest
 
 Reader = Callable[..., pd.DataFrame]
 R = TypeVar("R", bound=Reader)
@@ -84,22 +85,34 @@ def detect_layout(root: str | Path) -> str:
     return "folder"
 
 
-def read_dataset(root: str | Path, *, layout: str = "auto", **kwargs: Any) -> pd.DataFrame:
+def read_dataset(
+    root: str | Path,
+    *,
+    layout: str = "auto",
+    patient_regex: str | None = None,
+    **kwargs: Any,
+) -> pd.DataFrame:
     """Read a dataset into a validated Manifest.
 
     ``layout`` is a registered name (see :func:`list_readers`) or ``"auto"``
-    (:func:`detect_layout`). Extra keyword arguments go to the reader (e.g. ``data_folder``
-    and ``label_column`` for ``table``).
+    (:func:`detect_layout`). ``patient_regex`` takes each recording's patient id from its
+    file name (:func:`~stetho.data.manifest.apply_patient_regex`) instead of the reader's.
+    Extra keyword arguments go to the reader (e.g. ``data_folder``, ``label_column`` and
+    ``patient_column`` for ``table``).
     """
     root = Path(root).expanduser()
     name = detect_layout(root) if layout == "auto" else layout
     reader = get_reader(name)
-    return check_manifest(reader(root, **kwargs), name=f"{name} dataset {root}")
+    where = f"{name} dataset {root}"
+    manifest = check_manifest(reader(root, **kwargs), name=where)
+    if patient_regex is not None:
+        manifest = apply_patient_regex(manifest, patient_regex, name=where)
+    return manifest
 
 
 # The readers register themselves on import; they need register_reader defined above.
 from stetho.data.readers import circor, pascal, physionet2016, table  # noqa: E402
-from stetho.data.readers.table import read_folder, read_table  # noqa: E402
+from stetho.data.readers.table import read_folder, read_manifest, read_table  # noqa: E402
 
 __all__ = [
     "TABLE_SUFFIXES",
@@ -111,6 +124,7 @@ __all__ = [
     "physionet2016",
     "read_dataset",
     "read_folder",
+    "read_manifest",
     "read_table",
     "register_reader",
     "table",

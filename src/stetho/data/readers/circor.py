@@ -5,7 +5,8 @@ Layout::
     root/training_data.csv               one row per patient: Patient ID,
                                          Recording locations: (Locations in early releases),
                                          Murmur (Present/Absent/Unknown), Outcome (later releases)
-    root/training_data/<id>_<loc>.wav    4 kHz; loc in AV, PV, TV, MV, Phc; repeats <id>_<loc>_<n>
+    root/training_data/<id>_<loc>.wav    4 kHz (or .flac, any audio suffix); loc in AV, PV, TV,
+                                         MV, Phc; repeats <id>_<loc>_<n>
     root/training_data/<id>_<loc>.tsv    segmentation (not read here), <id>.txt, *.hea
 
 Labels are the patient-level murmur grade: ``present``, ``absent``, ``unknown`` (a label,
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stetho.data.audio import iter_audio_files
+from stetho.data.audio import AUDIO_EXTENSIONS, iter_audio_files
 from stetho.data.manifest import MANIFEST_COLUMNS, audio_headers
 from stetho.data.readers import register_reader
 
@@ -133,7 +134,10 @@ def read_circor(root: str | Path) -> pd.DataFrame:
         )
     files = pd.DataFrame(rows)
     if files.empty:
-        raise ValueError(f"circor: no <patient>_<location>.wav recordings in {folder}")
+        raise ValueError(
+            f"circor: no <patient>_<location> audio recordings ({', '.join(AUDIO_EXTENSIONS)}) "
+            f"in {folder}"
+        )
     headers = audio_headers(files["path"], name=f"circor {root}")
     manifest = files.merge(headers, on="path", how="inner", validate="one_to_one")
     manifest["fold"] = -1

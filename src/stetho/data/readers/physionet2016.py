@@ -3,7 +3,8 @@
 Layout (Liu et al. 2016, Physiol. Meas. 37(12))::
 
     root/training-a/REFERENCE.csv   record,label  (no header; 1 = abnormal, -1 = normal)
-    root/training-a/a0001.wav       2 kHz mono 16-bit, plus a0001.hea (WFDB header)
+    root/training-a/a0001.wav       2 kHz mono 16-bit, plus a0001.hea (WFDB header); any
+                                    audio suffix soundfile reads (a lossless .flac copy too)
     ...
     root/training-f/...
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from stetho.data.audio import AUDIO_EXTENSIONS
 from stetho.data.manifest import MANIFEST_COLUMNS, audio_headers
 from stetho.data.readers import register_reader
 
@@ -44,12 +46,18 @@ def _read_folder(folder: Path) -> pd.DataFrame:
             f"(normal); records {', '.join(bad)} have {sorted({str(c) for c in codes[bad.index]})}"
         )
     labels = dict(zip(reference["record"].str.strip(), codes.map(LABEL_CODES), strict=True))
-    on_disk = {p.stem: p for p in sorted(folder.glob("*.wav"))}
+    on_disk = _audio_by_record(folder)
+    if not on_disk:
+        raise ValueError(
+            f"physionet2016: {folder} holds no audio files ({', '.join(AUDIO_EXTENSIONS)}) "
+            f"for the {len(labels)} records of its REFERENCE.csv; put each <record>.wav (or "
+            ".flac) beside REFERENCE.csv"
+        )
 
     missing = sorted(set(labels) - set(on_disk))
     if missing:
         logger.warning(
-            "physionet2016: %d record(s) in %s/REFERENCE.csv have no .wav file, left out: %s",
+            "physionet2016: %d record(s) in %s/REFERENCE.csv have no audio file, left out: %s",
             len(missing),
             folder.name,
             ", ".join(missing),
@@ -57,7 +65,7 @@ def _read_folder(folder: Path) -> pd.DataFrame:
     unlisted = sorted(set(on_disk) - set(labels))
     if unlisted:
         logger.warning(
-            "physionet2016: %d .wav file(s) in %s are not in REFERENCE.csv, kept unlabelled: %s",
+            "physionet2016: %d audio file(s) in %s are not in REFERENCE.csv, kept unlabelled: %s",
             len(unlisted),
             folder.name,
             ", ".join(unlisted),
@@ -70,6 +78,34 @@ def _read_folder(folder: Path) -> pd.DataFrame:
             "source": folder.name,
         }
     )
+
+
+def _audio_by_record(folder: Path) -> dict[str, Path]:
+    """The audio file of each record in ``folder`` (not below it), by record name.
+
+    Any suffix of :data:`~stetho.data.audio.AUDIO_EXTENSIONS` is a record's audio (the
+    challenge publishes WAV; a lossless FLAC copy is the same record). A record stored twice
+    (``a0001.wav`` and ``a0001.flac``) is read from the first in that order, with a warning.
+    """
+    rank = {ext: i for i, ext in enumerate(AUDIO_EXTENSIONS)}
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in rank and not path.name.startswith(".") and path.is_file():
+            found.setdefault(path.stem, []).append(path)
+    out = {}
+    for record, paths in found.items():
+        paths.sort(key=lambda p: rank[p.suffix.lower()])
+        if len(paths) > 1:
+            logger.warning(
+                "physionet2016: record %s of %s has %d audio files (%s): reading %s",
+                record,
+                folder.name,
+                len(paths),
+                ", ".join(p.name for p in paths),
+                paths[0].name,
+            )
+        out[record] = paths[0]
+    return out
 
 
 @register_reader("physionet2016")

@@ -229,6 +229,27 @@ def read_table(
     return manifest[[*MANIFEST_COLUMNS, *extra]]
 
 
+@register_reader("manifest")
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """A Manifest table (``manifest.parquet`` of a run, or one written by a tool), as it is.
+
+    The table must hold the columns of :data:`~stetho.data.manifest.MANIFEST_COLUMNS` with
+    absolute paths; :func:`~stetho.data.readers.read_dataset` validates it like any reader's
+    output. Nothing is re-read from the audio headers: the table is the dataset.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest: {path} not found")
+    df = load_table(path, as_text=path.suffix.lower() not in (".parquet", ".pq"))
+    missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"manifest: {path} lacks the manifest column(s) {missing}; a manifest has "
+            f"{MANIFEST_COLUMNS} (read a table of paths and labels with --layout table)"
+        )
+    return df
+
+
 @register_reader("folder")
 def read_folder(root: str | Path, *, labels_from_folders: bool | None = None) -> pd.DataFrame:
     """Manifest of every audio file under ``root`` (or of ``root`` itself if it is a file).

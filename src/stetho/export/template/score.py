@@ -455,6 +455,15 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def can_write_parquet() -> bool:
+    """Whether pyarrow (the parquet writer) is importable here."""
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def write_rows(rows: Sequence[dict[str, Any]], columns: list[str], out: Path) -> None:
     """Write the table as csv (or parquet, with pyarrow) to a temporary sibling, then rename."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -538,6 +547,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--threshold {args.threshold}: expected a probability in [0, 1]")
     if args.out.suffix.lower() not in (".csv", ".txt", ".parquet"):
         parser.error(f"--out {args.out}: unsupported table format; use .csv or .parquet")
+    if args.out.suffix.lower() == ".parquet" and not can_write_parquet():
+        # Before scoring: an archive must not be scored only to find the writer missing.
+        parser.error(f"--out {args.out}: writing parquet needs pyarrow; use --out preds.csv")
     try:
         pipe = Pipeline(args.pipeline, threads=args.threads)
         items = collect_inputs(args.inputs)
