@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -66,7 +64,7 @@ def train(
     from stetho.workflows.tracking import check_available, epoch_logger
 
     t0 = time.monotonic()
-    with cli_errors(), contextlib.ExitStack() as stack:
+    with cli_errors():
         cfg = load_config(config, overrides or [])
         check_available(cfg)  # a missing tracker fails now, not after the first epoch
         if out is None:
@@ -74,15 +72,11 @@ def train(
         data_dir = (
             resolve_data_dir(data) if data is not None or not cfg.dataset.train_dataframe else data
         )
-        if patient_regex is not None and not resume:
-            # The patients go in as a manifest table, read back as it is: the run folder's
-            # manifest then records them, and every rank of a distributed run reads the same.
-            staging = stack.enter_context(tempfile.TemporaryDirectory(prefix="stetho-patients-"))
-            data_dir, layout = _patient_manifest(data_dir, layout, patient_regex, staging)
         if nproc > 1:
             argv = [str(config), *(overrides or []), "--out", str(out)]
             argv += ["--data", str(data_dir)] if data_dir is not None else []
             argv += ["--layout", layout, *(["--resume"] if resume else [])]
+            argv += ["--patient-regex", patient_regex] if patient_regex is not None else []
             argv += ["--progress" if progress else "--no-progress"]
             summary = _launch(nproc, argv, out=out)
         else:
@@ -92,6 +86,7 @@ def train(
                 out_dir=out,
                 data=data_dir,
                 layout=layout,
+                patient_regex=patient_regex,
                 resume=resume,
                 progress=progress,
                 after_run=default_after_run(),
@@ -108,25 +103,6 @@ def train(
     Console().print(table)
     for w in RunFolder(out).read_warnings():
         console.print(f"[yellow]warning:[/yellow] {w}")
-
-
-def _patient_manifest(
-    data: Path | None, layout: str, patient_regex: str, staging: str
-) -> tuple[Path, str]:
-    """The ``--data`` manifest with patients from ``patient_regex``, written into
-    ``staging``; returns the file and its layout (``manifest``)."""
-    from stetho.data.readers import read_dataset
-    from stetho.io import write_table
-
-    if data is None:
-        raise ValueError(
-            "--patient-regex applies to --data; the config's dataset.train_dataframe names its "
-            "patients with a 'patient' column"
-        )
-    manifest = read_dataset(data, layout=layout, patient_regex=patient_regex)
-    target = Path(staging) / "manifest.parquet"
-    write_table(manifest, target)
-    return target, "manifest"
 
 
 def final_table(summary: dict[str, Any], *, command_seconds: float) -> list[tuple[str, str]]:

@@ -115,6 +115,7 @@ def run_experiment(
     out_dir: str | Path,
     data: str | Path | None = None,
     layout: str = "auto",
+    patient_regex: str | None = None,
     resume: bool = False,
     progress: bool = True,
     after_run: Sequence[AfterRun] = (),
@@ -123,9 +124,11 @@ def run_experiment(
     """Train and validate every planned fold and write the run folder (see :mod:`stetho.runs`).
 
     ``data`` is read as ``layout`` (a name of :func:`stetho.data.readers.list_readers`, or
-    ``auto``). ``callbacks`` see every epoch (an experiment tracker's live feed, pruning);
-    ``after_run`` steps get the finished, still partial folder. Under torchrun every process
-    calls this: all train, rank 0 alone writes (see :mod:`stetho.training.distributed`).
+    ``auto``); ``patient_regex`` takes patient ids from file names
+    (:func:`stetho.data.manifest.apply_patient_regex`). ``callbacks`` see every epoch (an
+    experiment tracker's live feed, pruning); ``after_run`` steps get the finished, still
+    partial folder. Under torchrun every process calls this: all train, rank 0 alone writes
+    (see :mod:`stetho.training.distributed`).
     """
     folder = RunFolder(out_dir).sealed()
     check_config(config)  # before any folder is made or any recording decoded
@@ -136,7 +139,14 @@ def run_experiment(
         work = folder.working()
         try:
             if distributed.is_main():
-                plan = _make_plan(config, work=work, data=data, layout=layout, resume=resume)
+                plan = _make_plan(
+                    config,
+                    work=work,
+                    data=data,
+                    layout=layout,
+                    patient_regex=patient_regex,
+                    resume=resume,
+                )
                 plan.save(work)
             distributed.barrier()
             if not distributed.is_main():  # the other ranks use what rank 0 planned and wrote
@@ -167,14 +177,20 @@ def _prepare_folder(folder: RunFolder, *, resume: bool) -> None:
 
 
 def _make_plan(
-    config: Config, *, work: RunFolder, data: str | Path | None, layout: str, resume: bool
+    config: Config,
+    *,
+    work: RunFolder,
+    data: str | Path | None,
+    layout: str,
+    patient_regex: str | None,
+    resume: bool,
 ) -> TrainingPlan:
     if resume and work.config.exists():
         logger.info("resuming %s with its stored config and folds", work.root)
         return resume_plan(work, config)
     if resume:
         logger.warning("nothing to resume at %s: starting a new run", work.root)
-    return plan_training(config, data=data, layout=layout)
+    return plan_training(config, data=data, layout=layout, patient_regex=patient_regex)
 
 
 def _after_failure(work: RunFolder) -> None:
