@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import log_softmax, softmax
+from scipy.special import log_softmax
 from sklearn.metrics import log_loss
 
 from stetho.decision.rule import Calibration as RuleCalibration

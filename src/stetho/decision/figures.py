@@ -64,8 +64,7 @@ def decision_report(
         raise ValueError(f"classes {list(classes)} are not the rule's {list(rule.classes)}")
     if rule.normal_class != NORMAL:
         raise ValueError(
-            f"decision figures need the normal class {NORMAL!r}; the rule has "
-            f"{rule.normal_class!r}"
+            f"decision figures need the normal class {NORMAL!r}; the rule has {rule.normal_class!r}"
         )
     raw = np.asarray(probs, dtype=np.float64)
     calibrated = rule.probabilities(raw)

@@ -610,8 +610,9 @@ def fit_decision_step(
         rule.calibration.method if rule.calibration else "none",
         rule.threshold,
         cfg.prediction.operating_point.target,
-        "" if rule.abstain_band is None else f", re-record in [{rule.abstain_band[0]:.3f}, "
-        f"{rule.abstain_band[1]:.3f})",
+        ""
+        if rule.abstain_band is None
+        else f", re-record in [{rule.abstain_band[0]:.3f}, {rule.abstain_band[1]:.3f})",
     )
     return decided
 
