@@ -11,6 +11,7 @@ import logging
 import typer
 
 from stetho.cli import analyze as _analyze
+from stetho.cli import calibrate as _calibrate
 from stetho.cli import data as _data
 from stetho.cli import explain as _explain
 from stetho.cli import export as _export
@@ -33,6 +34,7 @@ app = typer.Typer(
 
 for _module in (
     _analyze,
+    _calibrate,
     _data,
     _explain,
     _export,
