@@ -20,6 +20,7 @@ from stetho.pcg import analyze
 from stetho.runs import load_run
 from stetho.runs.folder import RunFolder
 from stetho.scoring import run_rule
+from stetho.scoring.backends import RunScorer
 from stetho.scoring.batch import (
     InputItem,
     adapt_priors,
@@ -28,7 +29,6 @@ from stetho.scoring.batch import (
     predict_batch,
     read_for,
 )
-from stetho.scoring.backends import RunScorer
 from stetho.scoring.calibrate import calibrate_run
 from stetho.scoring.core import Scored
 

@@ -68,7 +68,7 @@ def decision_report(
         )
     raw = np.asarray(probs, dtype=np.float64)
     calibrated = rule.probabilities(raw)
-    decisions = rule.decide_all(calibrated, usable)
+    decisions = rule.decide_all(calibrated, None if usable is None else [bool(u) for u in usable])
     return decision_figures(
         raw,
         calibrated,

@@ -271,7 +271,7 @@ def _rule(
         threshold=fitted.threshold,
         abstain_band=fitted.abstain_band,
         meta={
-            **_meta(fitted, spec, offset, class_prior(labels, classes)),
+            **_meta(fitted, spec, offset, class_prior(labels, classes).tolist()),
             "fitted_on": (
                 f"pooled out-of-fold predictions of {len(labels)} recordings, folds "
                 f"{sorted(int(f) for f in np.unique(folds))}"

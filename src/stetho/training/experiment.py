@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -535,8 +535,9 @@ def summarize_oof(
     """Pooled out-of-fold, per-fold and per-source metrics; the pooled normal-vs-abnormal
     figures are the deployed ``rule``'s (``classification_metrics(..., rule=)``)."""
     prob_cols = [f"prob_{c}" for c in classes]
+    # cast: metrics.AbnormalRule declares a settable ``threshold``; the rule's is frozen
     pooled = classification_metrics(
-        oof["label"].to_numpy(), oof[prob_cols].to_numpy(), classes, rule=rule
+        oof["label"].to_numpy(), oof[prob_cols].to_numpy(), classes, rule=cast(Any, rule)
     )
     return {
         "classes": classes,
