@@ -149,9 +149,12 @@ def training_step(
     if "decision" in summary and "recording" in summary["decision"]:
         blocks["config (summary.json)"] = summary["decision"]
         origin = "read from the run's summary.json"
+    # A run trained before decision rules has no operating_point in its config (which then
+    # reads as fixed at probability_threshold): use today's default, macc.
+    default = {"operating_point": {"target": "macc", "value": None}}
     variants = {
-        "config (summary.json)": {},
-        "+ abstain_coverage 0.9": {"abstain_coverage": 0.9},
+        "config (summary.json)": default,
+        "+ abstain_coverage 0.9": {**default, "abstain_coverage": 0.9},
         "Se>=0.90 + 0.9": {
             "abstain_coverage": 0.9,
             "operating_point": {"target": "abnormal_sensitivity", "value": 0.9},
