@@ -40,6 +40,9 @@ OVERRIDES = [
     "prediction.inference_chunk_seconds=2",
     "training.build_scoring_pipelines=false",
     "training.run_interpretations=false",
+    # The rule these tests read: no calibration, abnormal at probability_threshold (0.5).
+    "prediction.calibration=none",
+    "prediction.probability_threshold=0.5",
 ]
 
 
