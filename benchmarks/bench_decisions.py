@@ -40,10 +40,12 @@ from stetho.config import load_config
 from stetho.decision.abstention import risk_coverage
 from stetho.decision.calibration import prior_correction_bias
 from stetho.decision.crossfit import CrossFitResult, DecisionSpec, cross_fit
+from stetho.decision.fitting import fit_run_decision
 from stetho.decision.operating_point import OperatingPointConfig, abnormal_score, abnormal_truth
 from stetho.decision.patients import Aggregation, patient_decisions, patient_metrics
 from stetho.io import atomic_write_text
 from stetho.runs.folder import RunFolder
+from stetho.training.experiment import fold_prior_offsets
 from stetho.training.optim import class_weight_vector
 
 TARGETS = {
@@ -129,6 +131,116 @@ def roc_ceiling(res: CrossFitResult, labels: np.ndarray, raw: np.ndarray) -> dic
         "best_macc": float(((tpr + 1 - fpr) / 2).max()),
         "spec_at_se90": float((1 - fpr[tpr >= 0.9]).max()),
     }
+
+
+def training_step(
+    run: RunFolder, oof: pd.DataFrame, classes: list[str], n_boot: int
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The after-folds step as training runs it (``fit_decision_step``'s fit), with the run's
+    config (the default: ``macc``, ``auto``, no band) and two variants named before looking:
+    a 10 % band, and ``abnormal_sensitivity`` 0.90. Returns where the default came from and the
+    ``summary.json``-format blocks."""
+    cfg = load_config(run.config)
+    summary = json.loads(run.summary.read_text())
+    offsets = fold_prior_offsets(cfg, oof, classes)  # type: ignore[arg-type]
+    loss = cfg.training.loss_function
+    blocks: dict[str, dict[str, Any]] = {}
+    origin = "computed here with training's fit (the run predates it)"
+    if "decision" in summary and "recording" in summary["decision"]:
+        blocks["config (summary.json)"] = summary["decision"]
+        origin = "read from the run's summary.json"
+    # A run trained before decision rules has no operating_point in its config (which then
+    # reads as fixed at probability_threshold): use today's default, macc.
+    default = {"operating_point": {"target": "macc", "value": None}}
+    variants = {
+        "config (summary.json)": default,
+        "+ abstain_coverage 0.9": {**default, "abstain_coverage": 0.9},
+        "Se>=0.90 + 0.9": {
+            "abstain_coverage": 0.9,
+            "operating_point": {"target": "abnormal_sensitivity", "value": 0.9},
+        },
+    }
+    for name, change in variants.items():
+        if name in blocks:
+            continue
+        pred = cfg.prediction.model_validate({**cfg.prediction.model_dump(), **change})
+        blocks[name] = fit_run_decision(
+            oof, classes, pred, loss_function=loss, offsets=offsets, n_boot=n_boot
+        ).summary
+    return origin, blocks
+
+
+def training_lines(origin: str, blocks: dict[str, dict[str, Any]]) -> list[str]:
+    names = list(blocks)
+    rows: list[tuple[str, Any, str]] = [
+        ("calibration (chosen on all folds)", lambda b: b["rule"]["calibration"], ""),
+        ("threshold (shipped)", lambda b: f"{b['rule']['threshold']:.3f}", ""),
+        (
+            "ECE before → after (15 bins)",
+            lambda b: (
+                f"{b['calibration']['before']['ece']:.3f} → {b['calibration']['after']['ece']:.3f}"
+            ),
+            "<= 0.05",
+        ),
+        (
+            "log loss before → after",
+            lambda b: (
+                f"{b['calibration']['before']['log_loss']:.3f} → "
+                f"{b['calibration']['after']['log_loss']:.3f}"
+            ),
+            "<= 0.50",
+        ),
+        ("accuracy", lambda b: f"{b['recording']['accuracy']:.3f}", ">= 0.80"),
+        ("balanced accuracy", lambda b: f"{b['recording']['balanced_accuracy']:.3f}", ">= 0.759"),
+        (
+            "sensitivity [95 % CI, patients]",
+            lambda b: (
+                f"{b['recording']['sensitivity']:.3f} "
+                f"{fmt(tuple(b['recording']['sensitivity_ci']))}"
+            ),
+            "",
+        ),
+        (
+            "specificity [95 % CI, patients]",
+            lambda b: (
+                f"{b['recording']['specificity']:.3f} "
+                f"{fmt(tuple(b['recording']['specificity_ci']))}"
+            ),
+            ">= 0.80 at Se >= 0.90",
+        ),
+        ("MAcc", lambda b: f"{b['recording']['macc']:.3f}", ">= 0.88"),
+        (
+            "coverage / accepted MAcc (gain)",
+            lambda b: (
+                "–"
+                if not b["abstention"]
+                else f"{b['abstention']['coverage']:.3f} / {b['abstention']['macc']:.3f} "
+                f"({b['abstention']['macc_gain']:+.3f})"
+            ),
+            "gain >= 0.03 at 10 %",
+        ),
+        (
+            "patient-level MAcc (`any`)",
+            lambda b: f"{b['patients']['macc']:.3f} ({b['patients']['patients']} patients)",
+            "beside recording-level",
+        ),
+    ]
+    out = [
+        "",
+        "## As training writes it (`summary.json` → `decision`)",
+        "",
+        f"The default config's after-folds step ({origin}): `prediction.calibration: auto`, "
+        "`operating_point: {target: macc}`, no band; then two variants fixed in advance. All "
+        "cross-fitted by fold; bootstrap over patients.",
+        "",
+        "| metric | " + " | ".join(names) + " | target |",
+        "| --- | " + " | ".join("---" for _ in names) + " | --- |",
+    ]
+    for title, get, target in rows:
+        out.append(
+            f"| {title} | " + " | ".join(str(get(blocks[n])) for n in names) + f" | {target} |"
+        )
+    return out
 
 
 def main() -> None:
@@ -303,6 +415,8 @@ def main() -> None:
             f"| {row.coverage:.2f} | {row.n_accepted} | {row.accuracy:.3f} | "
             f"{row.sensitivity:.3f} | {row.specificity:.3f} | {row.macc:.3f} |"
         )
+    origin, blocks = training_step(run, oof, classes, args.boot)
+    lines += training_lines(origin, blocks)
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, text)

@@ -17,12 +17,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 import torch
 
 from stetho.config import load_config, save_config
 from stetho.runs import CONFIG, MODEL, fold_dir, load_run, save_model
+from stetho.runs.folder import RunFolder
 from stetho.training.experiment import run_experiment
 
 TINY_OVERRIDES = [
@@ -89,6 +91,9 @@ MISSION_RUN_OVERRIDES = [
     "prediction.inference_chunk_seconds=2",
     "training.build_scoring_pipelines=false",
     "training.run_interpretations=false",
+    # The rule the service tests read: no calibration, abnormal at probability_threshold 0.5.
+    "prediction.calibration=none",
+    "prediction.probability_threshold=0.5",
 ]
 
 
@@ -141,7 +146,15 @@ def one_torch_thread():
 def sharpen_run(run_dir: Path, dest: Path, *, logit_std: float = 2.0) -> Path:
     """A copy of ``run_dir`` whose fold heads give logits centred on zero with ``logit_std``
     spread over 16 probe recordings (60 ms bursts from 40 to 800 Hz)."""
-    shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("scoring"))
+    # The decision rule was fitted to the old weights' predictions: it goes with them (the
+    # sharpened run decides by the default rule, whose probabilities are the raw ones).
+    shutil.copytree(
+        run_dir,
+        dest,
+        ignore=shutil.ignore_patterns(
+            "scoring", RunFolder(dest).decision.name, RunFolder(dest).decision_oof.name
+        ),
+    )
     run = load_run(dest)
     rng = np.random.default_rng(5)
     probes = [beats(rng, run.sample_rate, 2.0, tone_hz=hz) for hz in np.geomspace(40, 800, 16)]
@@ -265,4 +278,17 @@ def mission_recordings(mission: Path, dest: Path, *, per_set: int = 6) -> Path:
         step = max(1, len(files) // per_set)
         for f in files[::step][:per_set]:
             shutil.copyfile(f, dest / f"{sub}_{f.name}")
+    return dest
+
+
+def labelled_table(recordings: Path, dest: Path) -> Path:
+    """``dest`` (csv: ``path, class, patient``) labelling :func:`mission_recordings`' files for a
+    two-class (murmur / normal) run: ``normal`` files are normal, every other class murmur;
+    the patient is the file's id without its A/B/C take letter."""
+    rows = []
+    for f in sorted(recordings.glob("*.wav")):
+        name = f.name.lower()
+        label = "normal" if "normal" in name else "murmur"
+        rows.append({"path": str(f), "class": label, "patient": f.stem.rstrip("abcABC_")})
+    pd.DataFrame(rows).to_csv(dest, index=False)
     return dest

@@ -293,7 +293,15 @@ def test_rhythm_feature_run_reproduces_its_validation_scores(tmp_path):
     """A run whose models also take rhythm features: predict computes them as training did,
     so fold k's model reproduces the out-of-fold probabilities of fold k's recordings."""
     data = fixtures_runs.write_training_folder(tmp_path / "data")
-    cfg = load_config(None, [*fixtures_runs.TINY_OVERRIDES, "training.rhythm_features=true"])
+    # No calibration: the run's rule then passes the fold models' probabilities through.
+    cfg = load_config(
+        None,
+        [
+            *fixtures_runs.TINY_OVERRIDES,
+            "training.rhythm_features=true",
+            "prediction.calibration=none",
+        ],
+    )
     run_experiment(cfg, out_dir=tmp_path / "run", data=data, progress=False)
     oof = pd.read_parquet(tmp_path / "run" / "oof_predictions.parquet")
     part = oof[oof["fold"] == 0]

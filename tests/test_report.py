@@ -39,6 +39,7 @@ SECTIONS = (
     "pr",
     "confusion",
     "calibration",
+    "decisions",
     "learning",
     "sources",
     "worst",
@@ -116,6 +117,7 @@ def test_report_is_written_at_the_end_of_training(run_dir: Path) -> None:
         assert f'href="#{sid}"' in page
     pngs = _data_uris(page, "image/png")
     assert len(pngs) >= 8 + 2  # 9 run figures + one per worst-classified recording
+    assert len(pngs) >= 13 + 2  # and the decisions section's five
     assert all(p[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     # The worst-classified figures are the interpretations the hook wrote.
     index = json.loads((run_dir / "interpretations" / "index.json").read_text())
@@ -130,6 +132,28 @@ def test_report_is_written_at_the_end_of_training(run_dir: Path) -> None:
         assert f"<td>fold {fold}</td><td>{m['n']}</td><td>{m['macro_auc']:.3f}</td>" in page
     env = json.loads((run_dir / "environment.json").read_text())
     assert f"<td>{env['packages']['torch']}</td>" in page
+
+
+def test_decisions_section_shows_the_shipped_rule_cross_fitted(run_dir: Path) -> None:
+    page = (run_dir / "report.html").read_text()
+    block = json.loads((run_dir / "summary.json").read_text())["decision"]
+    section = page.split('<section id="decisions">', 1)[1].split("</section>", 1)[0]
+    for fig in (
+        "fig-reliability-before",
+        "fig-reliability-after",
+        "fig-operating-point",
+        "fig-decision-confusion",
+        "fig-risk-coverage",
+    ):
+        assert f'id="{fig}"' in section, fig
+    assert f"<b>{block['rule']['threshold']:.3f}</b>" in section
+    cal = block["calibration"]
+    assert f"<td>{cal['before']['ece']:.3f}</td><td>{cal['after']['ece']:.3f}</td>" in section
+    rec = block["recording"]
+    lo, hi = rec["sensitivity_ci"]
+    assert f"[{lo:.3f}, {hi:.3f}]" in section
+    assert f"patients ({block['patients']['aggregation']})" in section
+    assert "cross-fitted" in section
 
 
 def test_report_is_self_contained(run_dir: Path) -> None:

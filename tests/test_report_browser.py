@@ -42,6 +42,7 @@ HEADINGS = (
     "Precision-recall",
     "Confusion matrix",
     "Calibration",
+    "Decisions",
     "Learning curves",
     "Per source",
     "Worst-classified",
@@ -103,6 +104,9 @@ def test_report_opens_cleanly_in_chromium(report: Path, tmp_path: Path) -> None:
             "img", "els => els.map(e => e.complete && e.naturalWidth > 0)"
         )
         assert len(images) >= 10 and all(images)
+        # The decisions section's figures render too (reliability, operating point, ...).
+        for fig in ("fig-reliability-after", "fig-operating-point", "fig-risk-coverage"):
+            assert page.locator(f"#{fig} img").is_visible(), fig
 
         players = page.locator("audio")
         assert players.count() == 2

@@ -1,6 +1,7 @@
 """One model, one decision: ``predict``, the service, Dask, the metrics' abnormal rule and the
 exported ``score.py`` give the same probabilities and decisions on real mission recordings,
-under a CrossEntropy run, a BCE run, and a rule with calibration and an abstain band."""
+under a CrossEntropy run, a BCE run, a hand-written rule with calibration and an abstain
+band, and a rule fitted by the library (stetho calibrate) with both."""
 
 from __future__ import annotations
 
@@ -188,6 +189,29 @@ def test_calibrated_rule_with_abstain_band_decides_alike(sharp_run, recordings, 
     atomic_write_json(RunFolder(run_dir).decision, rule.to_dict())
     assert run_rule(load_run(run_dir)) == rule
     df = _all_paths(run_dir, recordings, tmp_path, dask=False)
+    outcomes = set(df.loc[df["error"] == "", "outcome"])
+    assert "re-record" in outcomes and len(outcomes) >= 2
+    prep = json.loads((tmp_path / "pipe" / "preprocess.json").read_text())
+    assert DecisionRule.from_dict(prep["decision"]) == rule
+
+
+def test_fitted_rule_with_calibration_and_band_decides_alike(sharp_run, recordings, tmp_path):
+    """A rule the library fitted (``stetho calibrate``: vector scaling, a MAcc threshold and a
+    band holding 40 % of the recordings), not one written by hand."""
+    from stetho.scoring.calibrate import calibrate_run
+
+    table = fixtures_runs.labelled_table(recordings, tmp_path / "labelled.csv")
+    run_dir = calibrate_run(
+        sharp_run,
+        table,
+        out=tmp_path / "fitted",
+        layout="table",
+        overrides={"calibration": "vector", "abstain_coverage": 0.6},
+    )
+    rule = run_rule(load_run(run_dir))
+    assert rule.calibration is not None and rule.calibration.method.endswith("vector")
+    assert rule.abstain_band is not None
+    df = _all_paths(run_dir, recordings, tmp_path, dask=True)
     outcomes = set(df.loc[df["error"] == "", "outcome"])
     assert "re-record" in outcomes and len(outcomes) >= 2
     prep = json.loads((tmp_path / "pipe" / "preprocess.json").read_text())

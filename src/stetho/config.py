@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import random
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Self
 
 import yaml
 from pydantic import (
@@ -26,6 +26,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    model_validator,
 )
 
 AUTO: Final = "Auto"
@@ -194,12 +195,73 @@ class LoggingConfig(Section):
     mlflow_experiment: OptStr = None
 
 
+OperatingTarget = Literal["abnormal_sensitivity", "specificity", "macc", "youden", "fixed"]
+
+
+class OperatingPointConfig(Section):
+    """``prediction.operating_point: {target: ..., value: ...}``: where on the ROC curve the
+    abnormal threshold sits (:mod:`stetho.decision.operating_point`).
+
+    ``abnormal_sensitivity`` / ``specificity`` need ``value`` (the least sensitivity /
+    specificity to keep); ``macc`` and ``youden`` (the same point) take none; ``fixed`` uses
+    ``value`` itself as the threshold.
+    """
+
+    target: OperatingTarget = "fixed"
+    value: float | None = Field(0.5, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _value_fits_target(self) -> Self:
+        if self.target in {"abnormal_sensitivity", "specificity", "fixed"} and self.value is None:
+            raise ValueError(
+                f"prediction.operating_point.target={self.target!r} needs a value in [0, 1] "
+                "(e.g. value: 0.9)"
+            )
+        return self
+
+
+#: Calibration fitted after training (:mod:`stetho.decision.calibration`); ``auto`` picks
+#: prior / temperature / vector by inner cross-validated log loss.
+CalibrationMethod = Literal["none", "auto", "prior", "temperature", "vector"]
+
+
 class PredictionConfig(Section):
+    """How validation predictions are scored and how a run decides (issue #13).
+
+    The decision fields (``operating_point``, ``calibration``, ``abstain_coverage``,
+    ``patient_aggregation``) are fitted after the folds into the run's ``decision.json``.
+    ``probability_threshold`` (Hydrogen Torch's key) is the threshold of a run that has no
+    ``decision.json`` (trained before it existed, or without a ``normal`` class); a config
+    that sets it and no ``operating_point`` asks for ``{target: fixed, value: <it>}``.
+    """
+
     inference_chunk_method: Literal["Fix", "Dynamic"] = "Fix"
     inference_chunk_seconds: float = Field(default=6.0, gt=0)
     max_inference_chunk_seconds: float = Field(default=600.0, gt=0)
     metric: Literal["ROC_AUC", "AUC", "LogLoss", "BalancedAccuracy"] = "ROC_AUC"
     probability_threshold: float = Field(default=0.5, ge=0, le=1)
+    #: Default ``macc``: PhysioNet 2016's score, and the best cross-fitted MAcc and accuracy
+    #: of the operating points compared in benchmarks/results/decisions.md.
+    operating_point: OperatingPointConfig = OperatingPointConfig(target="macc", value=None)
+    calibration: CalibrationMethod = "auto"
+    #: Fraction of recordings that get a decision; the rest, nearest the threshold, get
+    #: "re-record". ``None``: no band.
+    abstain_coverage: float | None = Field(default=None, gt=0, le=1)
+    #: One decision per patient from several recordings (:mod:`stetho.decision.patients`).
+    patient_aggregation: Literal["any", "mean", "max"] = "any"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _threshold_means_fixed(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and "probability_threshold" in data
+            and "operating_point" not in data
+        ):
+            value = _none_string(data["probability_threshold"])
+            if value is not None:
+                data = {**data, "operating_point": {"target": "fixed", "value": value}}
+        return data
 
 
 class TrainingConfig(Section):
@@ -228,6 +290,9 @@ class TrainingConfig(Section):
     class_weights: Annotated[Literal["Auto"] | list[float] | None, BeforeValidator(_auto)] = None
     #: Our heart-rhythm features (RR statistics) fed beside the spectrogram.
     rhythm_features: bool = False
+    #: Seconds the interpretations (and the report's explanations) may take; ``None``: no
+    #: limit (``stetho.explain.budget``).
+    interpretation_budget_s: float | None = Field(default=600.0, gt=0)
 
 
 class PseudoLabelingConfig(Section):
@@ -289,6 +354,13 @@ POST_TRAINING_KEYS = frozenset(
     {
         "training.run_interpretations",
         "training.build_scoring_pipelines",
+        "training.interpretation_budget_s",
+        "prediction.operating_point",
+        "prediction.operating_point.target",
+        "prediction.operating_point.value",
+        "prediction.calibration",
+        "prediction.abstain_coverage",
+        "prediction.patient_aggregation",
         "environment.number_of_workers",
         "environment.threads",
         "logging.logger",

@@ -11,6 +11,7 @@ import logging
 import typer
 
 from stetho.cli import analyze as _analyze
+from stetho.cli import calibrate as _calibrate
 from stetho.cli import data as _data
 from stetho.cli import evaluate as _evaluate
 from stetho.cli import explain as _explain
@@ -34,6 +35,7 @@ app = typer.Typer(
 
 for _module in (
     _analyze,
+    _calibrate,
     _data,
     _evaluate,
     _explain,

@@ -45,23 +45,87 @@ def predict(
         "(tcp://host:8786) or 'local'.",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+    quality_gate: bool = typer.Option(
+        False,
+        "--quality-gate",
+        help="Run the heart-sound analysis on each recording; unusable ones get outcome re-record.",
+    ),
+    adapt_priors: bool = typer.Option(
+        False,
+        "--adapt-priors",
+        help="Re-estimate the class mix of this batch without labels (EM) and decide with the "
+        "rule's bias updated for it; recorded in OUT.decisions.json.",
+    ),
+    patient_column: str = typer.Option(
+        None, "--patient-column", help="Patient id column of the input table(s)."
+    ),
+    patient_regex: str = typer.Option(
+        None,
+        "--patient-regex",
+        help="Patient id from each file name: the first group of this regex (else the match).",
+    ),
 ) -> None:
     """Score recordings with the run's fold ensemble; one row per recording.
 
     Label, abnormal flag and outcome follow the run's decision rule and duration limits.
+    Beside OUT (with any of the options below, or when the batch looks unlike the training
+    data): OUT.decisions.json (shift indicator, quality gate, adapted priors and the rule
+    used) and, with a patient option, OUT.patients.csv (one decision per patient).
 
     Exit code: 0 when all were scored, 1 when any failed (see the error column), 2 on misuse.
     """
-    from stetho.io import write_table
+    from stetho.io import atomic_write_json, write_table
     from stetho.runs import load_run
-    from stetho.scoring.batch import collect_inputs, predict_files
+    from stetho.scoring.batch import (
+        collect_inputs,
+        patients_from_inputs,
+        predict_batch,
+    )
 
     with cli_errors():
         if out.suffix.lower() not in OUT_SUFFIXES:
             raise ValueError(f"--out {out}: unsupported table format; use .csv or .parquet")
         items = collect_inputs(inputs)
         folds = None if fold is None else [fold]
-        if dask:
+        batch_level = quality_gate or adapt_priors or patient_column or patient_regex
+        if dask and batch_level:
+            raise ValueError(
+                "--quality-gate, --adapt-priors and the patient options run without --dask"
+            )
+        if not dask:
+            patients = (
+                patients_from_inputs(items, inputs, column=patient_column, regex=patient_regex)
+                if patient_column or patient_regex
+                else None
+            )
+            result = predict_batch(
+                load_run(run_dir, folds=folds),
+                items,
+                batch_size=batch_size,
+                progress=progress,
+                threshold=threshold,
+                quality_gate=quality_gate,
+                adapt=adapt_priors,
+                patients=patients,
+            )
+            df = result.table
+            write_table(df, out)
+            shift = result.record["shift"]
+            if batch_level or shift.get("looks_shifted"):
+                atomic_write_json(sidecar(out, ".decisions.json"), result.record)
+            if result.patients is not None:
+                write_table(result.patients, sidecar(out, ".patients.csv"))
+                console.print(
+                    f"{len(result.patients)} patient(s) -> {sidecar(out, '.patients.csv')}"
+                )
+            if shift.get("looks_shifted"):
+                console.print(f"[yellow]warning:[/yellow] {shift['message']}")
+            if adapt_priors:
+                prior = result.record["adapted_priors"]["batch_prior"]
+                console.print(
+                    "adapted priors: " + ", ".join(f"{c} {v:.3f}" for c, v in prior.items())
+                )
+        else:
             require_extra("distributed", "dask", "--dask")
             from stetho.scoring.dask import predict_files_dask
 
@@ -74,12 +138,7 @@ def predict(
                 threshold=threshold,
                 progress=progress,
             )
-        else:
-            run = load_run(run_dir, folds=folds)
-            df = predict_files(
-                run, items, batch_size=batch_size, progress=progress, threshold=threshold
-            )
-        write_table(df, out)
+            write_table(df, out)
     n_bad = int((df["error"] != "").sum())
     console.print(f"scored {len(df) - n_bad} of {len(df)} recording(s) -> {out}")
     if n_bad:
@@ -87,6 +146,11 @@ def predict(
             f"[yellow]{n_bad} recording(s) could not be scored:[/yellow] see the error column"
         )
         raise typer.Exit(code=1)
+
+
+def sidecar(out: Path, suffix: str) -> Path:
+    """``preds.csv`` -> ``preds<suffix>``: the files written beside the output table."""
+    return out.with_name(out.stem + suffix)
 
 
 def register(app: typer.Typer) -> None:

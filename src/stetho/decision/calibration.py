@@ -33,8 +33,10 @@ from typing import Any, Literal
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import log_softmax, softmax
+from scipy.special import log_softmax
 from sklearn.metrics import log_loss
+
+from stetho.decision.rule import Calibration as RuleCalibration
 
 Method = Literal["none", "prior", "temperature", "vector"]
 METHODS: tuple[str, ...] = ("none", "prior", "temperature", "vector")
@@ -83,16 +85,19 @@ def apply_calibration(
 ) -> np.ndarray:
     """``softmax(weight * log(clip(p, 1e-12)) + bias)`` on renormalised rows.
 
-    Same formula as the decision rule; here so that fits can be evaluated without it.
+    The decision rule's own formula (:meth:`stetho.decision.rule.Calibration.apply`), so that
+    a fit is evaluated exactly as it is deployed.
     """
-    logp = log_probs(probs)
+    p = normalise(probs)
     w = np.asarray(weight, dtype=np.float64)
     b = np.asarray(bias, dtype=np.float64)
-    if w.shape not in {(1,), (logp.shape[1],)} or b.shape != (logp.shape[1],):
+    if w.shape not in {(1,), (p.shape[1],)} or b.shape != (p.shape[1],):
         raise ValueError(
-            f"calibration weight {w.shape} / bias {b.shape} do not fit {logp.shape[1]} classes"
+            f"calibration weight {w.shape} / bias {b.shape} do not fit {p.shape[1]} classes"
         )
-    return np.asarray(softmax(w * logp + b, axis=1))
+    w = np.broadcast_to(w, b.shape)
+    rule = RuleCalibration("fit", tuple(map(float, w)), tuple(map(float, b)))
+    return rule.apply(p)
 
 
 def label_indices(labels: Sequence[str] | np.ndarray, classes: Sequence[str]) -> np.ndarray:

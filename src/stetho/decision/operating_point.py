@@ -28,33 +28,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Self
 
 import numpy as np
-from pydantic import Field, model_validator
 from sklearn.metrics import roc_curve
 
-from stetho.config import Section
+# The config block lives in stetho.config (the bottom layer), re-exported here.
+from stetho.config import OperatingPointConfig
+from stetho.config import OperatingTarget as Target
 from stetho.decision.calibration import normalise
 
 NORMAL = "normal"
-Target = Literal["abnormal_sensitivity", "specificity", "macc", "youden", "fixed"]
-
-
-class OperatingPointConfig(Section):
-    """``prediction.operating_point: {target: ..., value: ...}``."""
-
-    target: Target = "fixed"
-    value: float | None = Field(0.5, ge=0.0, le=1.0)
-
-    @model_validator(mode="after")
-    def _value_fits_target(self) -> Self:
-        if self.target in {"abnormal_sensitivity", "specificity", "fixed"} and self.value is None:
-            raise ValueError(
-                f"prediction.operating_point.target={self.target!r} needs a value in [0, 1] "
-                "(e.g. value: 0.9)"
-            )
-        return self
+__all__ = [
+    "NORMAL",
+    "OperatingPoint",
+    "OperatingPointConfig",
+    "Target",
+    "abnormal_score",
+    "abnormal_truth",
+    "binary_metrics",
+    "bootstrap_ci",
+    "choose_threshold",
+]
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import auc as sk_auc
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
 
+from stetho.decision.calibration import expected_calibration_error
+from stetho.decision.figures import ECE_BINS
 from stetho.viz import class_colours, style
 
 _SOURCE_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#8172b3", "#937860", "#da8bc3")
@@ -178,24 +180,22 @@ def plot_confusion(matrix: np.ndarray, labels: Sequence[str]) -> Figure:
     return style(fig)
 
 
-# Hand-written on purpose for now: the decision/ package (issue #13) is adding calibration
-# with netcal; its ECE should replace this one then (same binning: 10 equal-width bins).
-def expected_calibration_error(conf: np.ndarray, correct: np.ndarray, *, bins: int = 10) -> float:
-    """ECE of top-label confidence: bin-weighted mean |accuracy - confidence| over equal bins."""
-    edges = np.linspace(0, 1, bins + 1)
-    idx = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        sel = idx == b
-        if sel.any():
-            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
-    return float(ece)
+def _bin_index(values: np.ndarray, bins: int) -> np.ndarray:
+    """Equal-width bins ``(lo, hi]`` (the first includes 0), as the ECE bins them."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    return np.asarray(np.clip(np.searchsorted(edges, values, side="left") - 1, 0, bins - 1))
 
 
 def plot_reliability(
-    y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str], *, bins: int = 10
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    classes: Sequence[str],
+    *,
+    bins: int = ECE_BINS,
+    title: str = "",
 ) -> Figure:
-    """Reliability diagrams: top-label confidence vs accuracy (with ECE), and each class's
+    """Reliability diagrams: top-label confidence vs accuracy (with the 15-bin ECE of
+    :func:`stetho.decision.calibration.expected_calibration_error`), and each class's
     predicted probability vs observed frequency (one vs rest)."""
     y_true = np.asarray(y_true, dtype=object)
     norm = probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
@@ -204,10 +204,10 @@ def plot_reliability(
     correct = (pred == y_true).astype(float)
     edges = np.linspace(0, 1, bins + 1)
     centres = (edges[:-1] + edges[1:]) / 2
-    idx = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    idx = _bin_index(conf, bins)
     acc = np.array([correct[idx == b].mean() if (idx == b).any() else np.nan for b in range(bins)])
     count = np.bincount(idx, minlength=bins)
-    ece = expected_calibration_error(conf, correct, bins=bins)
+    ece = expected_calibration_error(norm, y_true, classes, bins=bins)
 
     fig = Figure(figsize=(10, 4.4))
     gs = fig.add_gridspec(2, 2, height_ratios=[3, 1], hspace=0.08, wspace=0.28)
@@ -218,7 +218,7 @@ def plot_reliability(
     ax.set_ylim(0, 1)
     ax.set_xticklabels([])
     ax.set_ylabel("accuracy in bin")
-    ax.set_title(f"Top-label reliability (ECE {ece:.3f})")
+    ax.set_title(f"{title}Top-label reliability (ECE {ece:.3f}, {bins} bins)")
     ax.legend(fontsize=8, frameon=False, loc="upper left")
     axh = fig.add_subplot(gs[1, 0], sharex=ax)
     axh.bar(centres, count, width=1 / bins * 0.9, color="#999999")
@@ -231,7 +231,7 @@ def plot_reliability(
     ax2.plot([0, 1], [0, 1], color="#999999", ls=":", lw=1)
     for i, c in enumerate(classes):
         p = norm[:, i]
-        bi = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+        bi = _bin_index(p, bins)
         xs, ys, ns = [], [], []
         for b in range(bins):
             sel = bi == b
@@ -335,4 +335,58 @@ def plot_source_auc(per_source: Mapping[str, Mapping[str, Any]], classes: Sequen
         for k, s in enumerate(sources)
     ]
     ax.legend(handles=handles, fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1, 1))
+    return style(fig)
+
+
+def plot_operating_point(
+    abnormal: np.ndarray, score: np.ndarray, threshold: np.ndarray, *, label: str
+) -> Figure:
+    """Normal-vs-abnormal ROC and precision-recall curves of the abnormal score, the chosen
+    operating point marked (``threshold`` may differ per recording: cross-fitted)."""
+    abnormal = np.asarray(abnormal, dtype=bool)
+    margin = np.asarray(score, dtype=float) - np.asarray(threshold, dtype=float)
+    pred = margin >= 0
+    se = (pred & abnormal).sum() / max(abnormal.sum(), 1)
+    sp = (~pred & ~abnormal).sum() / max((~abnormal).sum(), 1)
+    ppv = (pred & abnormal).sum() / max(pred.sum(), 1)
+    fig = Figure(figsize=(10, 4.4))
+    ax, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    if abnormal.any() and (~abnormal).any():
+        fpr, tpr, _ = roc_curve(abnormal, score)
+        ax.plot(fpr, tpr, color="#c44e52", lw=1.6, label=f"AUC {sk_auc(fpr, tpr):.3f}")
+        prec, rec, _ = precision_recall_curve(abnormal, score)
+        ap = average_precision_score(abnormal, score)
+        ax2.plot(rec, prec, color="#c44e52", lw=1.6, label=f"AP {ap:.3f}")
+        ax2.axhline(abnormal.mean(), color="#999999", lw=0.8, ls=":", label="prevalence")
+    ax.plot([0, 1], [0, 1], color="#999999", lw=0.8, ls=":")
+    ax.plot([1 - sp], [se], "o", color="#222222", ms=7, label=f"{label}: Se {se:.2f}, Sp {sp:.2f}")
+    ax2.plot([se], [ppv], "o", color="#222222", ms=7, label=f"{label}: PPV {ppv:.2f}")
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity (abnormal)")
+    ax.set_title("ROC, abnormal vs normal")
+    ax2.set_xlabel("recall (sensitivity)")
+    ax2.set_ylabel("precision (PPV)")
+    ax2.set_title("Precision-recall, abnormal vs normal")
+    for a in (ax, ax2):
+        a.set_xlim(0, 1)
+        a.set_ylim(0, 1.02)
+        a.legend(fontsize=7.5, frameon=False, loc="lower right" if a is ax else "lower left")
+    return style(fig)
+
+
+def plot_risk_coverage(curve: pd.DataFrame, *, chosen: float | None) -> Figure:
+    """Accuracy and MAcc on the accepted recordings against coverage; the chosen coverage
+    dashed."""
+    fig = Figure(figsize=(5.6, 4.2))
+    ax = fig.add_subplot()
+    x = curve["coverage"].to_numpy(float)
+    ax.plot(x, curve["macc"], "-o", color="#c44e52", ms=3, label="MAcc (accepted)")
+    ax.plot(x, curve["accuracy"], "-o", color="#4c72b0", ms=3, label="accuracy (accepted)")
+    if chosen is not None:
+        ax.axvline(chosen, color="#222222", ls="--", lw=1, label=f"chosen coverage {chosen:.2f}")
+    ax.set_xlabel("coverage (fraction of recordings decided)")
+    ax.set_ylabel("on the accepted recordings")
+    ax.set_title("Risk-coverage: re-record the least certain")
+    ax.set_xlim(min(0.45, float(x.min()) - 0.05), 1.02)
+    ax.legend(fontsize=8, frameon=False, loc="lower left")
     return style(fig)

@@ -137,6 +137,16 @@ class RunFolder:
         return self.root / "oof_predictions.parquet"
 
     @property
+    def decision_oof(self) -> Path:
+        """Cross-fitted per-recording decisions of the after-folds step (the report's curves)."""
+        return self.root / "decision_oof.parquet"
+
+    @property
+    def recalibration(self) -> Path:
+        """What ``stetho calibrate`` fitted this run's decision.json on, and its figures."""
+        return self.root / "recalibration.json"
+
+    @property
     def summary(self) -> Path:
         return self.root / "summary.json"
 

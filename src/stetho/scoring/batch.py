@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,13 @@ from tqdm.auto import tqdm
 
 from stetho.data.audio import AudioError, AudioSource, DecodeError, iter_audio_files, read_audio
 from stetho.data.readers import TABLE_SUFFIXES
-from stetho.decision import DecisionRule
+from stetho.decision import Calibration, DecisionRule
+from stetho.decision.patients import Aggregation, patient_decisions
+from stetho.decision.shift import estimate_priors, shift_indicator
 from stetho.runs import Run
+from stetho.runs.folder import RunFolder
 from stetho.scoring.backends import RunScorer, Scorer
-from stetho.scoring.core import Acceptance, Scored, decide
+from stetho.scoring.core import Acceptance, Scored, decide, with_prior_shift
 
 logger = logging.getLogger(__name__)
 
@@ -202,11 +206,14 @@ def score_group(
     *,
     batch_size: int,
     rule: DecisionRule | None = None,
+    quality_gate: bool = False,
 ) -> list[Scored]:
     """Decode, score and decide a group of recordings together (bad ones get their reason).
 
     The unit of work of :func:`predict_files` and of the Dask workers
-    (:mod:`stetho.scoring.dask`): same groups, same batches, same numbers.
+    (:mod:`stetho.scoring.dask`): same groups, same batches, same numbers. ``quality_gate``:
+    the heart-sound analysis runs on each recording and an unusable one gets "re-record"
+    (:func:`usable_by_analysis`).
     """
     scorer = as_scorer(model)
     rule = rule or scorer.rule
@@ -224,12 +231,18 @@ def score_group(
         waves.append(wave)
     if waves:
         raw = scorer.predict(waves, batch_size=batch_size)
+        usable = usable_by_analysis(waves, scorer.sample_rate) if quality_gate else None
         scored = decide(
             rule,
             raw,
             paths=[items[i].path for i in good],
             durations=[len(w) / scorer.sample_rate for w in waves],
+            usable=usable,
         )
+        if usable is not None:
+            scored = [
+                replace(r, analysis={"usable": ok}) for r, ok in zip(scored, usable, strict=True)
+            ]
         for i, r in zip(good, scored, strict=True):
             results[i] = r
     return [r for r in results if r is not None]
@@ -257,6 +270,7 @@ def predict_files(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
     threshold: float | None = None,
+    quality_gate: bool = False,
 ) -> pd.DataFrame:
     """Score recordings with a run's fold ensemble (or a pipeline); one row per item, in order.
 
@@ -269,23 +283,47 @@ def predict_files(
         progress: a progress bar on stderr.
         threshold: for the ``abnormal`` column; defaults to the rule's (the run's
             ``decision.json``, else ``prediction.probability_threshold``).
+        quality_gate: "re-record" for recordings the heart-sound analysis finds unusable.
 
     Returns:
         The table described in the module docstring (:func:`output_columns`).
     """
     scorer = as_scorer(model)
     rule = rule_with_threshold(scorer, threshold)
+    results = score_items(
+        scorer,
+        items,
+        rule=rule,
+        batch_size=batch_size,
+        progress=progress,
+        quality_gate=quality_gate,
+    )
+    return results_frame(results, rule)
+
+
+def score_items(
+    scorer: Scorer,
+    items: Sequence[InputItem],
+    *,
+    rule: DecisionRule,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = True,
+    quality_gate: bool = False,
+) -> list[Scored]:
+    """:func:`predict_files` before the table: one :class:`Scored` per item, in order."""
     results: list[Scored] = []
     with tqdm(total=len(items), desc="scoring", unit="file", disable=not progress) as bar:
         for group in groups(items, batch_size):
-            results += score_group(scorer, group, batch_size=batch_size, rule=rule)
+            results += score_group(
+                scorer, group, batch_size=batch_size, rule=rule, quality_gate=quality_gate
+            )
             bar.update(len(group))
     n_bad = sum(1 for r in results if r.error)
     if n_bad:
         logger.warning(
             "%d of %d recording(s) could not be scored: see the error column", n_bad, len(results)
         )
-    return results_frame(results, rule)
+    return results
 
 
 def score_file(
@@ -321,3 +359,227 @@ def score_file(
         out["abnormal_prob"] = r.decision.abnormal_probability
         out["outcome"] = r.decision.outcome
     return out
+
+
+# --- issue #13: quality gate, label-shift adaptation, shift warning, patients ---------------
+
+
+def usable_by_analysis(waves: Sequence[np.ndarray], sample_rate: int) -> list[bool]:
+    """``stetho.pcg.analyze(...).quality.usable`` of each wave (the quality gate)."""
+    from stetho.pcg import analyze  # the LR-HSMM analysis: loaded only when gating
+
+    return [bool(analyze(w, sample_rate).quality.usable) for w in waves]
+
+
+@dataclass
+class BatchDecisions:
+    """What ``stetho predict`` writes: the table, and (optionally) the per-patient table and a
+    record of how the batch was decided (prior adaptation, shift indicator)."""
+
+    table: pd.DataFrame
+    rule: DecisionRule
+    patients: pd.DataFrame | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def adapt_priors(
+    results: Sequence[Scored], rule: DecisionRule, train_prior: Sequence[float]
+) -> tuple[list[Scored], DecisionRule, dict[str, Any]]:
+    """Re-estimate the class prior of a scored batch without labels (EM,
+    :func:`stetho.decision.shift.estimate_priors`) and re-decide it with the rule whose
+    calibration bias carries the update ``log π_new − log π_train``.
+
+    The rule's calibrated probabilities ``p`` become ``softmax(log p + update)``: the same as
+    applying the updated rule to the raw outputs (the log-normaliser is a shared shift).
+    """
+    ok = [i for i, r in enumerate(results) if r.probs is not None]
+    if not ok:
+        raise ValueError("--adapt-priors: no recording of the batch could be scored")
+    probs = np.stack([results[i].probs for i in ok])  # type: ignore[misc]
+    shift = estimate_priors(probs, train_prior)
+    note = (
+        f"EM label-shift estimate on {len(ok)} recordings: prior "
+        f"{dict(zip(rule.classes, np.round(shift.prior, 4).tolist(), strict=True))}"
+    )
+    adapted = with_prior_shift(rule, shift.bias, note=note)
+    step = DecisionRule(
+        rule.classes,
+        rule.normal_class,
+        calibration=Calibration("prior-shift", (1.0,) * len(rule.classes), shift.bias),
+        threshold=rule.threshold,
+        abstain_band=rule.abstain_band,
+    )
+    new_probs = step.probabilities(probs)
+    usable = [
+        bool((results[i].analysis or {}).get("usable", True)) for i in ok
+    ]  # the quality gate's verdict survives the update
+    decisions = step.decide_all(new_probs, usable)
+    out = list(results)
+    for j, i in enumerate(ok):
+        out[i] = replace(results[i], probs=new_probs[j], decision=decisions[j])
+    record = {
+        "train_prior": dict(zip(rule.classes, shift.train_prior, strict=True)),
+        "batch_prior": dict(zip(rule.classes, shift.prior, strict=True)),
+        "bias_update": list(shift.bias),
+        "iterations": shift.iterations,
+        "converged": shift.converged,
+        "rule": adapted.to_dict(),
+    }
+    return out, adapted, record
+
+
+def training_prior(scorer: Scorer) -> list[float] | None:
+    """The prior the rule's probabilities are calibrated under: ``decision.json``'s
+    ``meta.train_prior``, else the run's out-of-fold label frequencies; ``None`` for a
+    pipeline without either."""
+    prior = scorer.rule.meta.get("train_prior")
+    if prior:
+        return [float(v) for v in prior]
+    oof = _training_oof(scorer)
+    if oof is None:
+        return None
+    counts = np.array([(oof["label"] == c).sum() for c in scorer.classes], float) + 1.0
+    return (counts / counts.sum()).tolist()
+
+
+def _training_oof(scorer: Scorer) -> pd.DataFrame | None:
+    run = getattr(scorer, "run", None)
+    if not isinstance(run, Run):
+        return None
+    path = RunFolder(run.path).oof_predictions
+    return pd.read_parquet(path) if path.is_file() else None
+
+
+def batch_shift(scorer: Scorer, rule: DecisionRule, results: Sequence[Scored]) -> dict[str, Any]:
+    """:func:`stetho.decision.shift.shift_indicator` of the batch against the run's
+    out-of-fold predictions (both through ``rule``); ``{"available": False, ...}`` when there
+    is nothing to compare (a pipeline, no normal class, nothing scored)."""
+    oof = _training_oof(scorer)
+    probs = [r.probs for r in results if r.probs is not None]
+    if oof is None or not probs or rule.normal_class != "normal":
+        return {"available": False, "message": "no training predictions to compare with"}
+    train = rule.probabilities(oof[[f"prob_{c}" for c in rule.classes]].to_numpy(np.float64))
+    ind = shift_indicator(train, np.stack(probs), list(rule.classes))
+    return {"available": True, **ind.__dict__}
+
+
+def patients_from_inputs(
+    items: Sequence[InputItem],
+    inputs: Sequence[str | os.PathLike[str]],
+    *,
+    column: str | None = None,
+    regex: str | None = None,
+) -> list[str | None]:
+    """A patient id per item: a table's ``column`` (``--patient-column``), or the first group
+    (else the whole match) of ``regex`` searched in the file name (``--patient-regex``);
+    ``None`` where there is none (that recording is its own patient)."""
+    if (column is None) == (regex is None):
+        raise ValueError("give exactly one of --patient-column and --patient-regex")
+    if regex is not None:
+        try:
+            pattern = re.compile(regex)
+        except re.error as exc:
+            raise ValueError(f"--patient-regex {regex!r}: {exc}") from None
+        out: list[str | None] = []
+        for item in items:
+            m = pattern.search(Path(item.path).name)
+            out.append(None if m is None else (m.group(1) if m.groups() else m.group(0)))
+        return out
+    by_path: dict[str, str | None] = {}
+    tables = [Path(os.fspath(i)) for i in inputs]
+    tables = [t for t in tables if t.is_file() and t.suffix.lower() in TABLE_SUFFIXES]
+    if not tables:
+        raise ValueError("--patient-column needs a table among the inputs (csv/tsv/parquet)")
+    for table in tables:
+        df = _read_table(table)
+        if column not in df.columns:
+            raise ValueError(
+                f"{table}: no column {column!r} for --patient-column; it has {list(df.columns)}"
+            )
+        path_col = next(c for c in PATH_COLUMNS if c in df.columns)
+        for path, pid in zip(df[path_col], df[column], strict=True):
+            by_path[str(path)] = None if pd.isna(pid) or str(pid) == "" else str(pid)
+    return [by_path.get(item.path) for item in items]
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+
+
+def patient_table(
+    table: pd.DataFrame,
+    patients: Sequence[str | None],
+    rule: DecisionRule,
+    *,
+    method: Aggregation = "any",
+) -> pd.DataFrame:
+    """One row per patient of a scored table (:func:`stetho.decision.patients.patient_decisions`
+    with the rule's threshold): ``patient, n_recordings, n_used, score, decision``. Failed
+    recordings are left out; a missing id makes the recording its own patient."""
+    if rule.normal_class is None:
+        raise ValueError("patient decisions need a rule with a normal class")
+    ok = (table["error"] == "").to_numpy()
+    ids = np.asarray(list(patients), dtype=object)[ok]
+    ids = np.array(
+        [
+            p if p is not None else f"path:{path}"
+            for p, path in zip(ids, table["path"][ok], strict=True)
+        ],
+        dtype=object,
+    )
+    return patient_decisions(
+        ids,
+        table.loc[ok, "abnormal_prob"].to_numpy(float),
+        rule.threshold,
+        method=method,
+        outcome=table.loc[ok, "outcome"].to_numpy(dtype=object),
+    ).rename(columns={"score": "abnormal_prob"})
+
+
+def predict_batch(
+    model: Run | Scorer,
+    items: Sequence[InputItem],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = True,
+    threshold: float | None = None,
+    quality_gate: bool = False,
+    adapt: bool = False,
+    patients: Sequence[str | None] | None = None,
+    aggregation: Aggregation | None = None,
+) -> BatchDecisions:
+    """:func:`predict_files` with the batch-level decisions of ``stetho predict``: prior
+    adaptation (``adapt``), the shift indicator (always, when the run's training predictions
+    are there) and the per-patient table (``patients``, one id per item)."""
+    scorer = as_scorer(model)
+    rule = rule_with_threshold(scorer, threshold)
+    results = score_items(
+        scorer,
+        items,
+        rule=rule,
+        batch_size=batch_size,
+        progress=progress,
+        quality_gate=quality_gate,
+    )
+    record: dict[str, Any] = {
+        "quality_gate": quality_gate,
+        "shift": batch_shift(scorer, rule, results),
+    }
+    if adapt:
+        prior = training_prior(scorer)
+        if prior is None:
+            raise ValueError(
+                "--adapt-priors needs the training prior: the run's decision.json or its "
+                "out-of-fold predictions"
+            )
+        results, rule, record["adapted_priors"] = adapt_priors(results, rule, prior)
+    table = results_frame(results, rule)
+    per_patient = None
+    if patients is not None:
+        method = aggregation or rule.meta.get("patient_aggregation") or "any"
+        per_patient = patient_table(table, patients, rule, method=method)
+        record["patients"] = {"aggregation": method, "n": int(len(per_patient))}
+    return BatchDecisions(table=table, rule=rule, patients=per_patient, record=record)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from stetho.decision import Decision, DecisionRule
+from stetho.decision import Calibration, Decision, DecisionRule
 from stetho.io import ArtifactError
 from stetho.runs import Run
 
@@ -83,6 +83,28 @@ def run_acceptance(run: Run) -> Acceptance:
     return Acceptance(
         min_duration_s=float(ds.min_duration_seconds),
         max_duration_s=float(ds.max_duration_seconds),
+    )
+
+
+def with_prior_shift(rule: DecisionRule, bias: Sequence[float], *, note: str) -> DecisionRule:
+    """``rule`` with ``bias`` added to its calibration bias (a label-shift update,
+    :func:`stetho.decision.shift.estimate_priors`); threshold and band unchanged."""
+    b = np.asarray(bias, dtype=np.float64)
+    if b.shape != (len(rule.classes),):
+        raise ValueError(f"prior-shift bias has {b.size} values for {len(rule.classes)} classes")
+    cal = rule.calibration
+    weight = (1.0,) * len(rule.classes) if cal is None else cal.weight
+    old = np.zeros(len(b)) if cal is None else np.asarray(cal.bias)
+    method = "prior-shift" if cal is None else f"{cal.method}+prior-shift"
+    new = Calibration(method, tuple(weight), tuple(float(v) for v in old + b))
+    return DecisionRule(
+        classes=rule.classes,
+        normal_class=rule.normal_class,
+        multilabel=rule.multilabel,
+        calibration=new,
+        threshold=rule.threshold,
+        abstain_band=rule.abstain_band,
+        meta={**rule.meta, "prior_shift": note},
     )
 
 
@@ -155,14 +177,18 @@ def decide(
     *,
     paths: Sequence[str],
     durations: Sequence[float],
+    usable: Sequence[bool] | None = None,
 ) -> list[Scored]:
     """:class:`Scored` results for raw fold-mean probabilities ``(n, C)`` of ``paths``.
 
-    Every scoring path calls this, so that one recording gets one decision everywhere (the
-    service's heart-sound analysis is reported beside the decision, not folded into it).
+    Every scoring path calls this, so that one recording gets one decision everywhere. The
+    heart-sound analysis is reported beside the decision; it enters it only through
+    ``usable`` (the quality gate: ``False`` -> "re-record"), which ``stetho predict
+    --quality-gate`` and the service's ``quality_gate`` query give; the exported ``score.py``
+    has no heart-sound analysis and never gates.
     """
     probs = rule.probabilities(raw)
-    decisions = rule.decide_all(probs)
+    decisions = rule.decide_all(probs, usable)
     return [
         Scored(
             path=paths[i],

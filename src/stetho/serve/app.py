@@ -15,6 +15,7 @@ on the event loop. Library errors map to HTTP codes here and nowhere else.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import time
@@ -262,6 +263,17 @@ def require_api_key(
         raise ServeError(401, "unauthorized", "missing or invalid API key (header X-API-Key)")
 
 
+def gate_on_quality(scored: Scored) -> Scored:
+    """``scored`` with outcome "re-record" when its heart-sound analysis says unusable
+    (the analysis :func:`score_wave` always computes); unchanged otherwise."""
+    usable = (scored.analysis or {}).get("usable", True)
+    if usable or scored.decision is None:
+        return scored
+    return dataclasses.replace(
+        scored, decision=dataclasses.replace(scored.decision, outcome="re-record")
+    )
+
+
 def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse} for code in codes}
 
@@ -279,6 +291,13 @@ def _build_router() -> APIRouter:
         file: Annotated[UploadFile, File(description="A heart-sound recording (WAV, FLAC, ...).")],
         detail: Annotated[
             bool, Query(description="Add a waveform envelope and a spectrogram for drawing.")
+        ] = False,
+        quality_gate: Annotated[
+            bool,
+            Query(
+                description="Outcome re-record when the heart-sound analysis finds the "
+                "recording unusable (as stetho predict --quality-gate)."
+            ),
         ] = False,
     ) -> dict[str, Any]:
         """Score one recording: class probabilities, top label and heart-sound analysis.
@@ -304,6 +323,8 @@ def _build_router() -> APIRouter:
         except AudioError as exc:
             status, code = AUDIO_ERRORS.get(type(exc), (422, "invalid_audio"))
             raise ServeError(status, code, str(exc)) from None
+        if quality_gate:
+            scored = gate_on_quality(scored)
         abnormal_prob = scored.abnormal_prob
         decision = scored.decision
         assert decision is not None and scored.label is not None

@@ -266,10 +266,13 @@ class StreamSession:
         # The window's decision is the model's rule (the one stetho predict applies); a run
         # without a normal class has no abnormal probability and raises no alert.
         p = scored.abnormal_prob
-        event = None if p is None else self.monitor.update(p)
         analysis = scored.analysis or {}
         decision = scored.decision
         assert decision is not None and scored.label is not None
+        # A "re-record" window (abstain band or unusable signal) says nothing about the heart:
+        # it neither raises nor clears an alert, and does not count towards the run of windows.
+        rerecord = decision.outcome == "re-record"
+        event = None if p is None or rerecord else self.monitor.update(p)
         prediction = StreamPrediction(
             t_end_s=round(t_end_s, 3),
             probs=scored.prob_dict(self.config.classes),

@@ -22,13 +22,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import torch
 
 from stetho.config import Config, ResolvedConfig
+from stetho.decision import DecisionRule
+from stetho.decision.calibration import prior_correction_bias
+from stetho.decision.fitting import RunDecision, decision_skip_reason, fit_run_decision
 from stetho.features.rhythm import rhythm_extras
 from stetho.io import atomic_write_json, atomic_write_text, write_table
 from stetho.metrics import classification_metrics, metrics_by_group
@@ -38,6 +41,7 @@ from stetho.training import distributed
 from stetho.training.callbacks import TrainingCallback
 from stetho.training.data import LoadedAudio, load_waveforms, sample_rows, targets_for
 from stetho.training.loop import FoldData, select_device, train_fold
+from stetho.training.optim import class_weight_vector
 from stetho.training.plan import TrainingPlan, check_config, plan_training, resume_plan
 from stetho.training.pseudo import pseudo_labels_for_fold, soft_targets
 
@@ -273,7 +277,11 @@ def _execute(
     atomic_write_text(
         work.metrics_log, "".join(json.dumps(h, default=str) + "\n" for h in histories)
     )
-    summary = summarize_oof(oof, inputs.classes)
+    decided = fit_decision_step(cfg, oof, inputs.classes, work=work, warnings=run_warnings)
+    summary = summarize_oof(oof, inputs.classes, rule=None if decided is None else decided.rule)
+    summary["decision"] = (
+        {"skipped": decision_skip_reason(inputs.classes)} if decided is None else decided.summary
+    )
     if round_metrics:
         summary["pseudo_labeling"] = round_metrics
     summary["warnings"] = run_warnings
@@ -537,16 +545,93 @@ def _stack(by_path: dict[str, np.ndarray] | None, paths: list[str]) -> np.ndarra
     return np.stack([by_path[p] for p in paths]) if paths else np.zeros((0, 0), np.float32)
 
 
-def summarize_oof(oof: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
-    """Pooled out-of-fold, per-fold and per-source metrics."""
+def summarize_oof(
+    oof: pd.DataFrame, classes: list[str], *, rule: DecisionRule | None = None
+) -> dict[str, Any]:
+    """Pooled out-of-fold, per-fold and per-source metrics; the pooled normal-vs-abnormal
+    figures are the deployed ``rule``'s (``classification_metrics(..., rule=)``)."""
     prob_cols = [f"prob_{c}" for c in classes]
-    pooled = classification_metrics(oof["label"].to_numpy(), oof[prob_cols].to_numpy(), classes)
+    # cast: metrics.AbnormalRule declares a settable ``threshold``; the rule's is frozen
+    pooled = classification_metrics(
+        oof["label"].to_numpy(), oof[prob_cols].to_numpy(), classes, rule=cast(Any, rule)
+    )
     return {
         "classes": classes,
         "pooled": pooled,
         "per_fold": metrics_by_group(oof, classes, group="fold"),
         "per_source": metrics_by_group(oof, classes, group="source"),
     }
+
+
+def fold_prior_offsets(
+    cfg: ResolvedConfig, oof: pd.DataFrame, classes: list[str]
+) -> dict[int, np.ndarray] | None:
+    """Each fold model's prior correction: ``training.class_weights`` as training computed
+    them on that fold's training labels (the other folds), through
+    :func:`stetho.decision.calibration.prior_correction_bias` (zero under BCE).
+
+    Pseudo-labels and ``dataset.data_sample`` are not counted: their share of a fold's
+    training set is not recorded per class, and the calibration fitted after it absorbs
+    what is left of the shift.
+    """
+    if cfg.training.class_weights is None:
+        return None
+    offsets: dict[int, np.ndarray] = {}
+    for k in sorted(int(f) for f in oof["fold"].unique()):
+        train = oof.loc[oof["fold"] != k, "label"].tolist()
+        if cfg.training.train_validation_data:
+            train = oof["label"].tolist()
+        onehot = targets_for(train, classes)
+        weights = class_weight_vector(cfg.training, onehot)
+        if weights is None:
+            return None
+        counts = onehot.sum(axis=0) + 1.0  # as the Auto weights count: no class at zero
+        offsets[k] = prior_correction_bias(
+            counts, class_weights=weights.numpy(), loss_function=cfg.training.loss_function
+        )
+    return offsets
+
+
+def fit_decision_step(
+    cfg: ResolvedConfig,
+    oof: pd.DataFrame,
+    classes: list[str],
+    *,
+    work: RunFolder,
+    warnings: list[str],
+) -> RunDecision | None:
+    """After the folds: fit the run's decision rule (:mod:`stetho.decision.fitting`) and write
+    ``decision.json`` and the cross-fitted decisions into the run; ``None`` (the default rule
+    applies) when the classes have no ``normal`` or the folds cannot be fitted on (a warning
+    says why)."""
+    if decision_skip_reason(classes):
+        logger.info("no decision rule fitted: %s", decision_skip_reason(classes))
+        return None
+    try:
+        decided = fit_run_decision(
+            oof,
+            classes,
+            cfg.prediction,
+            loss_function=cfg.training.loss_function,
+            offsets=fold_prior_offsets(cfg, oof, classes),
+        )
+    except ValueError as exc:  # e.g. a fold whose other folds hold no normal recording
+        _add(warnings, f"no decision rule fitted ({exc}); the default rule applies")
+        return None
+    atomic_write_json(work.decision, decided.rule.to_dict())
+    if decided.decisions is not None:
+        write_table(decided.decisions, work.decision_oof)
+    rule = decided.rule
+    logger.info(
+        "decision rule: calibration %s, threshold %.3f (%s)%s",
+        rule.calibration.method if rule.calibration else "none",
+        rule.threshold,
+        cfg.prediction.operating_point.target,
+        ""
+        if rule.abstain_band is None
+        else f", re-record in [{rule.abstain_band[0]:.3f}, {rule.abstain_band[1]:.3f})",
+    )
+    return decided
 
 
 def _rhythm_extras(

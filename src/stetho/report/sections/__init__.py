@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from stetho.report.context import Context
-from stetho.report.sections import data, metrics, overview, sources, worst
+from stetho.report.sections import data, decisions, metrics, overview, sources, worst
 
 Section = Callable[[Context], str]
 
@@ -23,6 +23,7 @@ SECTIONS: tuple[tuple[str, str, Section], ...] = (
     ("pr", "Precision-recall", metrics.precision_recall),
     ("confusion", "Confusion matrix", metrics.confusion),
     ("calibration", "Calibration", metrics.calibration),
+    ("decisions", "Decisions", decisions.decisions),
     ("learning", "Learning curves", metrics.learning_curves),
     ("sources", "Per source", sources.sources),
     ("worst", "Worst-classified", worst.worst),
