@@ -27,6 +27,7 @@ from stetho.decision.calibration import expected_calibration_error
 from stetho.evaluation import evaluate, parse_label_map, resolve_label_map
 from stetho.runs import load_run
 from stetho.scoring.batch import InputItem, predict_files
+from stetho.scoring.core import run_rule
 
 #: 3 normal and 3 abnormal records of training-b.
 RECORDS = ("b0001", "b0002", "b0003", "b0008", "b0013", "b0016")
@@ -127,7 +128,7 @@ def test_physionet_metrics_match_the_predictions(
     nva = result["metrics"]["normal_vs_abnormal"]
     truth = (preds["label"] == "abnormal").to_numpy()
     score = preds["abnormal_prob"].to_numpy(float)
-    threshold = run.config.prediction.probability_threshold
+    threshold = run_rule(run).threshold  # the run's deployed rule (its decision.json)
     flagged = score >= threshold
     assert nva["threshold"] == pytest.approx(threshold)
     assert nva["auc"] == pytest.approx(roc_auc_score(truth, score))
