@@ -33,7 +33,8 @@ from stetho.data.audio import AudioError, read_audio
 from stetho.pcg.envelopes import FEATURE_RATE_HZ, envelope_matrix
 from stetho.pcg.filters import INTERNAL_SAMPLE_RATE_HZ, check_signal, preprocess
 from stetho.pcg.heart_rate import cycle_candidates, estimate_heart_rate
-from stetho.pcg.lr_hsmm import EmissionModel, decode, envelope_features
+from stetho.pcg.lr_hsmm import Emissions, decode, envelope_features
+from stetho.pcg.mlp_emissions import default_mlp_emission_model
 from stetho.pcg.physiology import MAX_HEART_RATE_BPM, MIN_HEART_RATE_BPM, in_range
 from stetho.pcg.quality import (
     MIN_DURATION_S,
@@ -233,12 +234,13 @@ def analyze(
     sample_rate_hz: int,
     *,
     method: str = DEFAULT_METHOD,
-    emission_model: EmissionModel | None = None,
+    emission_model: Emissions | None = None,
 ) -> PCGAnalysis:
     """Analyse a mono heart-sound signal ``x`` (samples,) recorded at ``sample_rate_hz``.
 
-    ``method`` is one of :data:`METHODS`; ``emission_model`` replaces the shipped LR-HSMM
-    emissions (cross-validation).  Never raises for a finite 1-D signal of any length: a
+    ``method`` is one of :data:`METHODS`; ``emission_model`` replaces the shipped emissions of
+    the ``"lr-hsmm"`` method (the MLP of :mod:`stetho.pcg.mlp_emissions`), e.g. with the
+    logistic regression of :mod:`stetho.pcg.lr_hsmm` or a cross-validation fold's model.  Never raises for a finite 1-D signal of any length: a
     recording too short, silent or without heart sounds comes back with NaN measurements and
     ``quality.usable == False``.  Raises ``ValueError`` for an unknown method, an empty,
     non-1-D or non-finite array, or a non-positive rate; ``TypeError`` for a non-numeric one.
@@ -346,7 +348,7 @@ def _analyze_envelope(raw: np.ndarray, rec: RecordingEnvelopes, duration_s: floa
 
 
 def _analyze_lr_hsmm(
-    raw: np.ndarray, rec: RecordingEnvelopes, duration_s: float, model: EmissionModel | None
+    raw: np.ndarray, rec: RecordingEnvelopes, duration_s: float, model: Emissions | None
 ) -> PCGAnalysis:
     """LR-HSMM segmentation, heart rate from the decoded cycle, quality from its fit."""
     hz = float(FEATURE_RATE_HZ)
@@ -357,7 +359,7 @@ def _analyze_lr_hsmm(
     if not candidates:
         # No autocorrelation peak: decode at the resting rate and let the fit judge.
         candidates = [0.8]
-    dec = decode(rec.features, hz, candidates, model=model)
+    dec = decode(rec.features, hz, candidates, model=model or default_mlp_emission_model())
     seg = dec.segmentation
     states = seg.states
     s1_s, s2_s = seg.s1_s, seg.s2_s

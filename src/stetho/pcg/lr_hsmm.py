@@ -39,6 +39,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from scipy import special
@@ -73,9 +74,32 @@ CIRCOR_STATES = {1: S1, 2: SYSTOLE, 3: S2, 4: DIASTOLE}
 #: File name of the shipped emission model inside the package.
 MODEL_FILE = "lr_hsmm_emissions.npz"
 
+#: Shorten the S1/S2 duration priors at fast rates
+#: (:func:`stetho.pcg.physiology.sound_duration_scale`).
+SCALE_SOUNDS = True
+
 #: A decoded path must beat the first pass's by this much (log units) to replace it; 0 keeps
 #: the refinement whenever it is at least as likely.
 _REFINE_MARGIN = 0.0
+
+
+class Emissions(Protocol):
+    """What the decoder needs of an emission model (:class:`EmissionModel`,
+    :class:`stetho.pcg.mlp_emissions.MLPEmissionModel`)."""
+
+    @property
+    def context(self) -> tuple[int, ...]:
+        """Frame offsets whose envelopes each frame's features stack."""
+        ...
+
+    @property
+    def log_prior(self) -> np.ndarray:
+        """Log share (4,) of each state in the training frames."""
+        ...
+
+    def log_posterior(self, features: np.ndarray) -> np.ndarray:
+        """``log P(state | features)`` (frames, 4) of :func:`frame_features` rows."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -312,7 +336,10 @@ def _decode_once(
     log_emission: np.ndarray, frame_hz: float, cycle_s: float, systole_s: float
 ) -> tuple[np.ndarray, float]:
     durations = duration_model(
-        heart_rate_bpm=60.0 / cycle_s, systole_s=systole_s, frame_hz=frame_hz
+        heart_rate_bpm=60.0 / cycle_s,
+        systole_s=systole_s,
+        frame_hz=frame_hz,
+        scale_sounds=SCALE_SOUNDS,
     )
     return viterbi(log_emission, durations)
 
@@ -336,7 +363,7 @@ def decode(
     frame_hz: float,
     cycles_s: Sequence[float],
     *,
-    model: EmissionModel | None = None,
+    model: Emissions | None = None,
 ) -> Decoding:
     """Decode z-scored envelopes (frames, 4) with each candidate cycle; keep the likeliest.
 
@@ -348,7 +375,8 @@ def decode(
     """
     if not cycles_s:
         raise ValueError("decode: no candidate cycle lengths")
-    model = model or default_emission_model()
+    if model is None:
+        model = default_emission_model()
     x = frame_features(features, model.context)
     log_post = model.log_posterior(x)
     log_emission = np.maximum(log_post, np.log(1e-6)) - model.log_prior
@@ -358,6 +386,7 @@ def decode(
         states, lp = _decode_once(log_emission, frame_hz, cycle_s, systole_s)
         if best is None or lp > best[0]:
             best = (lp, states, cycle_s, systole_s)
+    assert best is not None  # cycles_s is not empty
     lp, states, cycle_s, systole_s = best
     measured = _measured_cycle(states, frame_hz) if math.isfinite(lp) else None
     if measured is not None:

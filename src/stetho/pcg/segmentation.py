@@ -31,7 +31,14 @@ import numpy as np
 from scipy import special, stats
 
 from stetho.pcg.envelopes import normalise
-from stetho.pcg.physiology import systole_interval_s
+from stetho.pcg.physiology import (
+    S1_MEAN_S,
+    S1_SD_S,
+    S2_MEAN_S,
+    S2_SD_S,
+    sound_duration_scale,
+    systole_interval_s,
+)
 
 #: States in cycle order.
 STATES = ("S1", "systole", "S2", "diastole")
@@ -81,16 +88,21 @@ class DurationModel:
     log_survival: np.ndarray
 
 
-def duration_model(*, heart_rate_bpm: float, systole_s: float, frame_hz: float) -> DurationModel:
+def duration_model(
+    *, heart_rate_bpm: float, systole_s: float, frame_hz: float, scale_sounds: bool = False
+) -> DurationModel:
     """Springer et al. 2016 duration distributions (``get_duration_distributions.m``).
 
     S1 122 +/- 22 ms and S2 94 +/- 22 ms (Schmidt et al. 2010); systole (S1 offset to S2 onset)
     ``systole_s - 122 ms`` +/- 25 ms; diastole ``60 / HR - systole_s - 94 ms`` with standard
     deviation ``0.07 * mean + 6 ms``; each cut at three standard deviations.  Diastole gets a
-    uniform ectopic component, see the module docstring.
+    uniform ectopic component, see the module docstring.  With ``scale_sounds``, the S1 and S2
+    means and spreads shrink at fast rates by
+    :func:`stetho.pcg.physiology.sound_duration_scale` (the envelope method keeps them fixed).
     """
     cycle_s = 60.0 / heart_rate_bpm
-    mean_s1, sd_s1, mean_s2, sd_s2 = 0.122, 0.022, 0.094, 0.022
+    k = sound_duration_scale(cycle_s) if scale_sounds else 1.0
+    mean_s1, sd_s1, mean_s2, sd_s2 = k * S1_MEAN_S, k * S1_SD_S, k * S2_MEAN_S, k * S2_SD_S
     mean_sys = max(systole_s - mean_s1, 0.03)
     sd_sys = 0.025
     mean_dia = max(cycle_s - systole_s - mean_s2, 0.05)
@@ -170,14 +182,14 @@ def viterbi(log_emission: np.ndarray, durations: DurationModel) -> tuple[np.ndar
         gain = cum[n_frames] - cum[start]
         before = delta[start - 1, prev] if start >= 1 else np.full(4, log_init)
         end_score[:, length] = before + log_surv[:, length] + gain
-    state, length = np.unravel_index(int(np.argmax(end_score)), end_score.shape)
-    log_probability = float(end_score[state, length])
+    end_state, end_length = np.unravel_index(int(np.argmax(end_score)), end_score.shape)
+    log_probability = float(end_score[end_state, end_length])
     if not np.isfinite(log_probability):
         # No sequence of allowed durations tiles the recording: report no heart sounds.
         return np.full(n_frames, DIASTOLE, dtype=np.int64), log_probability
     states = np.empty(n_frames, dtype=np.int64)
     t = n_frames - 1
-    state, length = int(state), int(length)
+    state, length = int(end_state), int(end_length)
     while t >= 0:
         states[t - length + 1 : t + 1] = state
         t -= length
@@ -283,7 +295,7 @@ def label_evidence(
         prior = float(systole_interval_s(60.0 / heart_rate_bpm))
         a, b = float(np.median(systole)), float(np.median(diastole))
         durations = ((b - prior) ** 2 - (a - prior) ** 2) / (2 * SYSTOLE_SPREAD_S**2)
-    centroids = {S1: [], S2: []}
+    centroids: dict[int, list[float]] = {S1: [], S2: []}
     for on, off, kind in sounds:
         c = _log_centroid(x, sample_rate_hz, on, off)
         if np.isfinite(c):
