@@ -62,12 +62,7 @@ from stetho.pcg.lr_hsmm import (
     train_emissions,
     training_frames,
 )
-from stetho.pcg.mlp_emissions import (
-    MLP_CONTEXT_FRAMES,
-    MLP_MODEL_FILE,
-    fit_mlp_emissions,
-    train_mlp_emissions,
-)
+from stetho.pcg.mlp_emissions import MLP_MODEL_FILE, select_and_fit, train_mlp_emissions
 from stetho.pcg.segmentation import S1, S2
 from stetho.pcg.synthetic import SyntheticPCG, synthesize_pcg
 
@@ -501,11 +496,13 @@ def score_circor(a: PCGAnalysis, ann: Annotation, row: CircorRow) -> None:
     row.hr = float(a.heart_rate_bpm)
     # The truth describes the annotated stretch only (infants: often 3-4 s of a 20-40 s
     # recording, whose rate drifts): the same decode's rate over that stretch.
+    # RR intervals are those of the analysis (between S1 energy centres, not frame-quantised).
     lo, hi = ann.span_s
-    s1_centres = np.sort(a.s1_s.mean(axis=1))
-    inside = s1_centres[(s1_centres >= lo - TOLERANCE_S) & (s1_centres <= hi + TOLERANCE_S)]
-    if len(inside) >= 2:
-        row.hr_span = 60.0 / float(np.median(np.diff(inside)))
+    centres = a.s1_s.mean(axis=1)
+    inside = (centres >= lo - TOLERANCE_S) & (centres <= hi + TOLERANCE_S)
+    rr_ms = a.rhythm.rr_ms[inside[:-1] & inside[1:]] if len(centres) >= 2 else np.empty(0)
+    if rr_ms.size:
+        row.hr_span = 60000.0 / float(np.median(rr_ms))
     row.usable = bool(a.quality.usable)
 
 
@@ -534,13 +531,13 @@ def circor_benchmark(data: Path, folds: int = 5) -> dict[str, list[CircorRow]]:
     features = [recording_envelopes(a.samples, a.sample_rate).features for a in audio]
     groups = np.array([patient for _, _, patient in items])
     results: dict[str, list[CircorRow]] = {key: [] for key, *_ in VARIANTS}
+    choices = INPUT_CHOICES_MADE
     splitter = GroupKFold(n_splits=folds)
     for train, test in splitter.split(np.zeros(len(items)), groups=groups):
         pairs = [(features[i], annotations[i]) for i in train]
-        models = {
-            "lr": fit_emissions(*training_frames(pairs)),
-            "mlp": fit_mlp_emissions(*training_frames(pairs, context=MLP_CONTEXT_FRAMES)),
-        }
+        mlp, losses = select_and_fit(pairs, groups[train])
+        choices.append(f"{min(losses, key=lambda k: losses[k])} ({describe_losses(losses)})")
+        models = {"lr": fit_emissions(*training_frames(pairs)), "mlp": mlp}
         for i in test:
             path, _, patient = items[i]
             for key, method, emissions, _ in VARIANTS:
@@ -560,6 +557,15 @@ def circor_benchmark(data: Path, folds: int = 5) -> dict[str, list[CircorRow]]:
                 score_circor(a, annotations[i], row)
                 results[key].append(row)
     return results
+
+
+#: The MLP inputs chosen in each fold by the inner split (filled by :func:`circor_benchmark`).
+INPUT_CHOICES_MADE: list[str] = []
+
+
+def describe_losses(losses: dict[str, float]) -> str:
+    """Inner log-losses, for the report."""
+    return ", ".join(f"{k} {v:.3f}" for k, v in losses.items())
 
 
 def circor_measures(rows: list[CircorRow]) -> dict[str, float]:
@@ -679,6 +685,9 @@ def circor_section(results: dict[str, list[CircorRow]], folds: int) -> list[str]
         "",
         *circor_table(results),
         "",
+        "MLP inputs chosen in each fold on an inner patient-grouped split of its training "
+        "patients (inner validation log-loss): " + "; ".join(INPUT_CHOICES_MADE) + ".",
+        "",
         "### Breakdown (MLP emissions | LR emissions | envelope)",
         "",
         "| group | recordings | typed recall | typed precision | swaps | HR within 5 bpm "
@@ -723,7 +732,10 @@ def main() -> None:
         model = train_emissions(args.circor, MODEL_PATH)
         print(f"wrote {MODEL_PATH} ({model.coef.shape[1]} features, fitted on {args.circor})")
         mlp = train_mlp_emissions(args.circor, MLP_MODEL_PATH)
-        print(f"wrote {MLP_MODEL_PATH} ({len(mlp.weights)} layers, fitted on {args.circor})")
+        print(
+            f"wrote {MLP_MODEL_PATH} ({len(mlp.weights)} layers, {mlp.n_envelopes} envelopes, "
+            f"fitted on {args.circor})"
+        )
         return
     lines = ["# stetho.pcg benchmark", ""]
     if (args.circor / "training_data").is_dir():

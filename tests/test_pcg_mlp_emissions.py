@@ -26,12 +26,14 @@ def true_states(s: SyntheticPCG, n_frames: int, hz: float) -> np.ndarray:
     """The synthetic truth per frame centre: S1, systole, S2, diastole."""
     t = np.arange(n_frames) / hz
     states = np.full(n_frames, -1)
+    # Complete cycles only: an S1, its S2 and the next S1 all inside the recording.
+    n = min(len(s.s1_onsets_s) - 1, len(s.s2_onsets_s), len(s.s2_offsets_s))
     for on, off, on2, off2, nxt in zip(
-        s.s1_onsets_s[:-1],
-        s.s1_offsets_s[:-1],
-        s.s2_onsets_s[:-1],
-        s.s2_offsets_s[:-1],
-        s.s1_onsets_s[1:],
+        s.s1_onsets_s[:n],
+        s.s1_offsets_s[:n],
+        s.s2_onsets_s[:n],
+        s.s2_offsets_s[:n],
+        s.s1_onsets_s[1 : n + 1],
         strict=True,
     ):
         states[(t >= on) & (t < off)] = S1
@@ -52,7 +54,7 @@ def test_shipped_model_round_trips_without_pickle(tmp_path: Path) -> None:
     with zipfile.ZipFile(path) as z:
         assert all(name.endswith(".npy") for name in z.namelist())
     again = MLPEmissionModel.load(path)
-    x = np.random.default_rng(0).standard_normal((50, 4 * len(model.context)))
+    x = np.random.default_rng(0).standard_normal((50, model.n_envelopes * len(model.context)))
     assert np.array_equal(again.log_posterior(x), model.log_posterior(x))
     assert np.allclose(np.exp(model.log_posterior(x)).sum(axis=1), 1.0)
 
@@ -92,18 +94,20 @@ def test_shipped_model_decodes_synthetic_states(bpm: int) -> None:
 def test_fitting_learns_the_states_of_synthetic_recordings() -> None:
     hz = float(FEATURE_RATE_HZ)
     xs, ys = [], []
-    for k, bpm in enumerate((60, 85, 110, 140)):
+    for k, bpm in enumerate((60, 75, 90, 110, 130, 100)):
         s = synthesize_pcg(bpm, duration_s=8.0, snr_db=15, seed=100 + k)
         z = recording_envelopes(s.samples, s.sample_rate).features
         labels = true_states(s, len(z), hz)
         keep = labels >= 0
         xs.append(frame_features(z, MLP_CONTEXT_FRAMES)[keep])
         ys.append(labels[keep])
-    model = fit_mlp_emissions(np.concatenate(xs[:3]), np.concatenate(ys[:3]))
-    predicted = np.argmax(model.log_posterior(xs[3]), axis=1)
-    # Held-out recording: sound frames (S1 or S2) against gap frames, and the four states.
-    sound = np.isin(ys[3], (S1, S2))
-    assert np.mean(np.isin(predicted, (S1, S2)) == sound) >= 0.85
-    assert np.mean(predicted == ys[3]) >= 0.6
+    model = fit_mlp_emissions(np.concatenate(xs[:-1]), np.concatenate(ys[:-1]))
+    predicted = np.argmax(model.log_posterior(xs[-1]), axis=1)
+    # Held-out recording: sound frames (S1 or S2) against gap frames, and the four states,
+    # well above always answering the commonest state.
+    sound = np.isin(ys[-1], (S1, S2))
+    majority = max(np.mean(sound), 1 - np.mean(sound))
+    assert np.mean(np.isin(predicted, (S1, S2)) == sound) >= min(0.9, majority + 0.15)
+    assert np.mean(predicted == ys[-1]) >= np.max(np.bincount(ys[-1])) / len(ys[-1]) + 0.15
     with pytest.raises(ValueError, match="four states"):
         fit_mlp_emissions(xs[0], np.zeros(len(xs[0]), dtype=np.int64))

@@ -10,13 +10,7 @@ segmenters and the synthetic test-signal generator all read them from here.
 * Systole: the S1-onset to S2-onset interval scales with the cycle length like
   electromechanical systole, ``0.35 s * sqrt(RR / 1 s)`` (a Bazett-type scaling that matches
   Weissler et al. 1968's resting regression ``QS2 = 546 - 2.1 HR`` ms at 50-100 bpm).
-* Sound durations: Schmidt et al. 2010 measured S1 at 122 +/- 22 ms and S2 at 92-94 +/- 22 ms
-  in adults at rest.  At fast rates the sounds shorten with the cycle, as systole does
-  (:func:`sound_duration_scale`: the same square-root law below :data:`SOUND_REFERENCE_RR_S`);
-  left fixed, S1 + S2 alone would fill 216 ms of an infant's 330 ms cycle at 180 bpm, and a
-  decoder asked for such sounds prefers half the rate.  The CirCor dev annotations agree
-  (median S1 / S2 84 / 79 ms at cycles of 0.25-0.4 s, 100 / 85 ms at 0.4-0.5 s; the law
-  gives 90 / 70 and 106 / 81 ms).
+* Sound durations: Schmidt et al. 2010 measured S1 at 122 +/- 22 ms and S2 at 92-94 +/- 22 ms.
 """
 
 from __future__ import annotations
@@ -34,16 +28,6 @@ S1_MEAN_S, S1_SD_S = 0.122, 0.022
 
 #: Mean and standard deviation (s) of the S2 duration (Schmidt et al. 2010; Springer 2016).
 S2_MEAN_S, S2_SD_S = 0.094, 0.022
-
-
-#: Cycle length (s) at and above which the adult sound durations hold (100 bpm, the upper end
-#: of the adult resting range).
-SOUND_REFERENCE_RR_S = 0.6
-
-
-def sound_duration_scale(rr_s: float) -> float:
-    """Factor on the adult S1/S2 durations for a cycle ``rr_s`` (s): ``min(1, sqrt(rr / 0.6))``."""
-    return float(min(1.0, np.sqrt(max(rr_s, 0.0) / SOUND_REFERENCE_RR_S)))
 
 
 def systole_interval_s(rr_s: float | np.ndarray) -> float | np.ndarray:
