@@ -1,14 +1,17 @@
 """Benchmark of ``stetho.pcg``: heart rate, S1/S2 timing and signal quality, measured.
 
     .venv/bin/python benchmarks/bench_pcg.py [--data DIR] [--circor DIR] [--out FILE]
-    .venv/bin/python benchmarks/bench_pcg.py --train   # refit the shipped LR-HSMM emissions
+    .venv/bin/python benchmarks/bench_pcg.py --train   # refit the shipped emission models
 
-``--train`` fits the LR-HSMM emission model on every annotated recording of the CirCor dev set
+``--train`` fits both emission models on every annotated recording of the CirCor dev set
 (``../shared/data/circor-2022-dev``, all 100 patients) and writes
-``src/stetho/pcg/data/lr_hsmm_emissions.npz``.  The report starts with the CirCor dev set scored
-for both methods by patient-grouped 5-fold cross-validation (each fold's emissions fitted without
-its test patients; nothing was tuned on these folds: the LR-HSMM's context, regularisation and
-duration model were fixed beforehand from physiology and Springer et al. 2016), then:
+``src/stetho/pcg/data/lr_hsmm_emissions.npz`` (Springer's logistic regression) and
+``src/stetho/pcg/data/mlp_emissions.npz`` (the default, inputs chosen on an inner patient split
+as in each fold below).  The report starts with the CirCor dev set scored for the envelope
+method and the HSMM with either emission model by patient-grouped 5-fold cross-validation (each
+fold's emissions fitted without its test patients; the LR's context and regularisation, the
+MLP's architecture and training, and the duration model were fixed beforehand; the MLP's inputs
+are chosen inside each fold on its training patients only).
 
 Then four parts, all in the same markdown report (default ``benchmarks/results/pcg.md``) and
 printed:
@@ -519,8 +522,10 @@ def circor_benchmark(data: Path, folds: int = 5) -> dict[str, list[CircorRow]]:
     """Score every :data:`VARIANTS` on every annotated CirCor recording.
 
     Both emission models of each test fold are fitted on the other folds' patients only
-    (``GroupKFold`` by patient id), with hyper-parameters fixed beforehand (nothing is chosen
-    on these folds); the envelope method has nothing to fit.
+    (``GroupKFold`` by patient id); the MLP's one data-driven choice (its inputs) is made on an
+    inner split of the training patients (:func:`stetho.pcg.mlp_emissions.select_and_fit`),
+    its other hyper-parameters and the LR's were fixed beforehand.  The envelope method has
+    nothing to fit.
     """
     from sklearn.model_selection import GroupKFold
 
@@ -676,12 +681,16 @@ def circor_section(results: dict[str, list[CircorRow]], folds: int) -> list[str]
         f"## CirCor 2022 dev: {n} recordings of {patients} patients, "
         f"patient-grouped {folds}-fold cross-validation",
         "",
-        "Each fold's emission models (LR and MLP) are fitted on the other folds' patients only, "
-        "with hyper-parameters fixed beforehand; the shipped models (fitted on all 100 "
-        "patients) are not used here.  Onsets are scored only inside "
+        "Each fold's emission models (LR and MLP) are fitted on the other folds' patients only: "
+        "the MLP's inputs are chosen on an inner patient-grouped split of the training "
+        "patients, its other hyper-parameters and the LR's were fixed beforehand; the shipped "
+        "models (fitted on all 100 patients) are not used here.  Onsets are scored only inside "
         "the annotated segments of each `.tsv` (or within 60 ms of an annotated onset); the "
-        "heart-rate truth is 60 / median interval of the annotated S1 onsets; the rate "
-        "estimated on the whole recording.",
+        "heart-rate truth is 60 / median interval of the annotated S1 onsets, which often cover "
+        "only 3-8 s of a 20-40 s recording: the rate is scored both as reported for the whole "
+        "recording and over the annotated stretch (median RR of the same decoding's S1 sounds "
+        "there).  Speed here is wall time per recording inside the cross-validation, on a "
+        "shared machine: compare the columns with each other, and see section 5.",
         "",
         *circor_table(results),
         "",
