@@ -537,6 +537,7 @@ def circor_benchmark(data: Path, folds: int = 5) -> dict[str, list[CircorRow]]:
     groups = np.array([patient for _, _, patient in items])
     results: dict[str, list[CircorRow]] = {key: [] for key, *_ in VARIANTS}
     choices = INPUT_CHOICES_MADE
+    choices.clear()
     splitter = GroupKFold(n_splits=folds)
     for train, test in splitter.split(np.zeros(len(items)), groups=groups):
         pairs = [(features[i], annotations[i]) for i in train]

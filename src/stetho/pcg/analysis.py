@@ -208,7 +208,7 @@ class RecordingEnvelopes:
     """The pre-processed signal (2 kHz), its envelopes and the LR-HSMM features.
 
     ``envelopes`` (frames, 3) is :func:`stetho.pcg.envelopes.envelope_matrix` (homomorphic,
-    wavelet, PSD); ``features`` (frames, 4) the z-scored envelopes of
+    wavelet, PSD); ``features`` (frames, 5) the z-scored envelopes of
     :func:`stetho.pcg.lr_hsmm.envelope_features`.
     """
 
