@@ -101,17 +101,10 @@ def test_envelopes_follow_the_heart_sounds() -> None:
 # --- heart rate and segmentation on synthetic recordings with known truth --------------------
 
 
-# At 180 bpm the synthetic S2 (weak, 80-150 Hz) reads as diastole to the CirCor-fitted LR-HSMM
-# emissions, which then prefer half the rate: a known limit of the default on this generator
-# (infants on real data: see benchmarks/results/pcg.md); the envelope method covers it here.
-@pytest.mark.parametrize(
-    ("bpm", "method"),
-    [(40, "lr-hsmm"), (60, "lr-hsmm"), (80, "lr-hsmm"), (100, "lr-hsmm"), (120, "lr-hsmm")]
-    + [(150, "lr-hsmm"), (180, "envelope")],
-)
-def test_heart_rate_is_recovered_from_40_to_180_bpm(bpm: int, method: str) -> None:
+@pytest.mark.parametrize("bpm", [40, 60, 80, 100, 120, 150, 180])
+def test_heart_rate_is_recovered_from_40_to_180_bpm(bpm: int) -> None:
     s = synthesize_pcg(bpm, duration_s=12.0, snr_db=10, seed=bpm)
-    a = analyze(s.samples, s.sample_rate, method=method)
+    a = analyze(s.samples, s.sample_rate)
     assert abs(a.heart_rate_bpm - true_heart_rate(s)) < 3.0
     assert abs(a.heart_rate_acf_bpm - bpm) < 0.06 * bpm
     assert a.heart_rate_confidence > 0.4
@@ -404,14 +397,14 @@ def test_real_normal_recording_matches_its_annotation(timing: pd.DataFrame, name
 
 @pytest.mark.slow
 def test_real_artifacts_are_flagged(timing: pd.DataFrame) -> None:
-    # The LR-HSMM quality judges the decoded cycle, not periodicity: it flags fewer artifacts
-    # than the envelope method did (see benchmarks/results/pcg.md), but most, and far more
-    # often than normal recordings.
+    # The LR-HSMM quality judges the decoded cycle, not periodicity: the emissions' fit and
+    # the share of the sound evidence the decoded cycle explains flag nearly every artifact
+    # (39 of 40 in benchmarks/results/pcg.md), far more often than normal recordings.
     artifacts = sorted((MISSION_DIR / "set_a").glob("artifact__*.wav"))[:12]
     normals = sorted((MISSION_DIR / "set_a").glob("normal__*.wav"))[:12]
     flagged = np.mean([not analyze_file(path)["usable"] for path in artifacts])
     normal_flagged = np.mean([not analyze_file(path)["usable"] for path in normals])
-    assert flagged >= 0.5
+    assert flagged >= 0.9
     assert flagged > normal_flagged + 0.3
     envelope = [not analyze_file(p, method="envelope")["usable"] for p in artifacts[:5]]
     assert sum(envelope) >= 4

@@ -27,7 +27,11 @@ from being read at half rate, and short windows from being read at twice the rat
 The fitted model ships as ``data/lr_hsmm_emissions.npz`` (plain arrays, loaded with
 ``allow_pickle=False``): it is fitted on all 100 CirCor 2022 dev patients by
 :func:`train_emissions` (``python benchmarks/bench_pcg.py --train``).  Benchmark figures come
-from patient-grouped cross-validation, with models fitted without the test patients.
+from patient-grouped cross-validation, with models fitted without the test patients.  The
+analysis's default emissions are no longer this regression but the perceptron of
+:mod:`stetho.pcg.mlp_emissions` (wider context, one more envelope), which :func:`decode` takes
+through the same :class:`Emissions` interface; this module keeps the decoder, the features and
+the CirCor readers both share.
 """
 
 from __future__ import annotations
@@ -39,11 +43,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from scipy import special
 
-from stetho.pcg.envelopes import FEATURE_RATE_HZ, downsample, hilbert_envelope, normalise
+from stetho.pcg.envelopes import (
+    FEATURE_RATE_HZ,
+    downsample,
+    hilbert_envelope,
+    normalise,
+    wavelet_envelope,
+)
+from stetho.pcg.heart_rate import cycle_candidates
 from stetho.pcg.physiology import systole_interval_s
 from stetho.pcg.segmentation import (
     DIASTOLE,
@@ -60,8 +72,13 @@ from stetho.pcg.segmentation import (
 #: chosen from the sounds' physiology, not tuned).
 CONTEXT_FRAMES = (-4, -2, 0, 2, 4)
 
-#: Names of the per-frame envelopes, in column order.
-FEATURE_ENVELOPES = ("homomorphic", "hilbert", "wavelet", "psd")
+#: Names of the per-frame envelopes, in column order: Springer's four, then the 125-250 Hz
+#: wavelet band (S2's aortic and pulmonary components are higher-pitched than S1, whose
+#: energy lies mostly under 100 Hz; the MLP emissions may use it to tell the two apart).
+FEATURE_ENVELOPES = ("homomorphic", "hilbert", "wavelet", "psd", "wavelet_high")
+
+#: Number of leading columns that are Springer's envelopes (those the LR emissions use).
+SPRINGER_ENVELOPES = 4
 
 #: Inverse regularisation strength of the logistic regression: scikit-learn's default, kept
 #: (with ~1.5 million training frames and 20 features the fit is data-dominated).
@@ -73,9 +90,37 @@ CIRCOR_STATES = {1: S1, 2: SYSTOLE, 3: S2, 4: DIASTOLE}
 #: File name of the shipped emission model inside the package.
 MODEL_FILE = "lr_hsmm_emissions.npz"
 
+#: Largest relative gap between a path's decoded cycle and the cycle its durations assumed for
+#: the path to count as a reading of that rate (beat-to-beat variation at rest is under 10 %).
+SELF_CONSISTENCY = 0.15
+
 #: A decoded path must beat the first pass's by this much (log units) to replace it; 0 keeps
 #: the refinement whenever it is at least as likely.
 _REFINE_MARGIN = 0.0
+
+
+class Emissions(Protocol):
+    """What the decoder needs of an emission model (:class:`EmissionModel`,
+    :class:`stetho.pcg.mlp_emissions.MLPEmissionModel`)."""
+
+    @property
+    def context(self) -> tuple[int, ...]:
+        """Frame offsets whose envelopes each frame's features stack."""
+        ...
+
+    @property
+    def log_prior(self) -> np.ndarray:
+        """Log share (4,) of each state in the training frames."""
+        ...
+
+    @property
+    def n_envelopes(self) -> int:
+        """How many leading columns of the envelope features the model reads."""
+        ...
+
+    def log_posterior(self, features: np.ndarray) -> np.ndarray:
+        """``log P(state | features)`` (frames, 4) of :func:`frame_features` rows."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -90,6 +135,11 @@ class EmissionModel:
     intercept: np.ndarray
     log_prior: np.ndarray
     context: tuple[int, ...] = CONTEXT_FRAMES
+
+    @property
+    def n_envelopes(self) -> int:
+        """Leading envelope columns the features are built from (Springer's four)."""
+        return SPRINGER_ENVELOPES
 
     def log_posterior(self, features: np.ndarray) -> np.ndarray:
         """``log P(state | features)``, (frames, 4)."""
@@ -123,7 +173,7 @@ class EmissionModel:
                 log_prior=f["log_prior"].astype(np.float64),
                 context=tuple(int(c) for c in f["context"]),
             )
-        n_features = len(FEATURE_ENVELOPES) * len(model.context)
+        n_features = SPRINGER_ENVELOPES * len(model.context)
         if model.coef.shape != (4, n_features) or model.intercept.shape != (4,):
             raise ValueError(f"{path}: coefficient shapes {model.coef.shape} do not fit")
         return model
@@ -144,16 +194,21 @@ def default_emission_model() -> EmissionModel:
 def envelope_features(
     clean: np.ndarray, sample_rate_hz: float, envelopes: np.ndarray, *, feature_hz: float
 ) -> np.ndarray:
-    """Springer's four envelopes (frames, 4) in :data:`FEATURE_ENVELOPES` order, z-scored.
+    """The :data:`FEATURE_ENVELOPES` (frames, 5), each z-scored.
 
     ``envelopes`` is :func:`stetho.pcg.envelopes.envelope_matrix` of ``clean`` (homomorphic,
-    wavelet, PSD); the Hilbert envelope is added here.  Each column is z-scored over the
-    recording, as Springer does, so loudness and gain do not matter.
+    wavelet, PSD); the Hilbert envelope and the 125-250 Hz wavelet band are added here.  Each
+    column is z-scored over the recording, as Springer does, so loudness and gain do not matter.
     """
-    hilbert = downsample(hilbert_envelope(clean), sample_rate_hz, target_hz=feature_hz)
     n = len(envelopes)
-    hilbert = np.pad(hilbert[:n], (0, max(0, n - len(hilbert))), mode="edge")
-    columns = (envelopes[:, 0], hilbert, envelopes[:, 1], envelopes[:, 2])
+
+    def at_feature_rate(envelope: np.ndarray) -> np.ndarray:
+        e = downsample(envelope, sample_rate_hz, target_hz=feature_hz)
+        return np.pad(e[:n], (0, max(0, n - len(e))), mode="edge")
+
+    hilbert = at_feature_rate(hilbert_envelope(clean))
+    high = at_feature_rate(wavelet_envelope(clean, sample_rate_hz, band_low_hz=125.0))
+    columns = (envelopes[:, 0], hilbert, envelopes[:, 1], envelopes[:, 2], high)
     return np.column_stack([normalise(np.asarray(c, dtype=np.float64)) for c in columns])
 
 
@@ -262,14 +317,20 @@ def circor_recordings(data_dir: str | Path) -> list[tuple[Path, Path, str]]:
 
 
 def training_frames(
-    items: Iterable[tuple[np.ndarray, Annotation]], *, context: Sequence[int] = CONTEXT_FRAMES
+    items: Iterable[tuple[np.ndarray, Annotation]],
+    *,
+    context: Sequence[int] = CONTEXT_FRAMES,
+    n_envelopes: int = SPRINGER_ENVELOPES,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels of the annotated frames of (z-scored envelopes, annotation) pairs."""
+    """Features and labels of the annotated frames of (z-scored envelopes, annotation) pairs.
+
+    The features stack the first ``n_envelopes`` envelope columns at the ``context`` offsets.
+    """
     xs, ys = [], []
     for z, annotation in items:
         labels = annotation.frame_labels(len(z), FEATURE_RATE_HZ)
         keep = labels >= 0
-        xs.append(frame_features(z, context)[keep])
+        xs.append(frame_features(z[:, :n_envelopes], context)[keep])
         ys.append(labels[keep])
     if not xs:
         raise ValueError("training_frames: no recordings")
@@ -331,14 +392,26 @@ def _measured_cycle(states: np.ndarray, frame_hz: float) -> tuple[float, float] 
     return cycle, systole
 
 
+def merge_cycles(first: Sequence[float], more: Sequence[float]) -> list[float]:
+    """``first``, then the cycles of ``more`` not within 5 % of one already listed."""
+    out = list(first)
+    for cycle in more:
+        if all(abs(cycle - known) > 0.05 * known for known in out):
+            out.append(cycle)
+    return out
+
+
 def decode(
     features: np.ndarray,
     frame_hz: float,
     cycles_s: Sequence[float],
     *,
-    model: EmissionModel | None = None,
+    model: Emissions | None = None,
 ) -> Decoding:
-    """Decode z-scored envelopes (frames, 4) with each candidate cycle; keep the likeliest.
+    """Decode z-scored envelopes (frames, 5) with each candidate cycle; keep the likeliest.
+
+    The candidates are ``cycles_s`` and those of the autocorrelation of the emissions' S1
+    posterior (:func:`stetho.pcg.heart_rate.cycle_candidates`).
 
     Each candidate is decoded with the physiological systole for its cycle
     (:func:`stetho.pcg.physiology.systole_interval_s`), not the autocorrelation's systolic lag:
@@ -348,17 +421,29 @@ def decode(
     """
     if not cycles_s:
         raise ValueError("decode: no candidate cycle lengths")
-    model = model or default_emission_model()
-    x = frame_features(features, model.context)
+    if model is None:
+        model = default_emission_model()
+    x = frame_features(features[:, : model.n_envelopes], model.context)
     log_post = model.log_posterior(x)
     log_emission = np.maximum(log_post, np.log(1e-6)) - model.log_prior
-    best: tuple[float, np.ndarray, float, float] | None = None
+    # The S1 posterior is a cleaner pulse train than the envelope (noise and murmurs do not
+    # make it periodic at the wrong lag): its autocorrelation adds the cycles it supports.
+    s1_cycles = cycle_candidates(np.exp(log_post[:, S1]) + 1e-3, frame_hz)
+    cycles_s = merge_cycles(cycles_s, s1_cycles)
+    # A path is self-consistent when the cycle it decoded (median S1-S1) lies within
+    # SELF_CONSISTENCY of the cycle its duration model assumed: one that had to insert or skip
+    # beats against its prior is not a reading of that rate.  The likeliest self-consistent
+    # path wins; the likeliest of all only when none is.
+    best: tuple[bool, float, np.ndarray, float, float] | None = None
     for cycle_s in cycles_s:
         systole_s = float(systole_interval_s(cycle_s))
         states, lp = _decode_once(log_emission, frame_hz, cycle_s, systole_s)
-        if best is None or lp > best[0]:
-            best = (lp, states, cycle_s, systole_s)
-    lp, states, cycle_s, systole_s = best
+        got = _measured_cycle(states, frame_hz) if math.isfinite(lp) else None
+        consistent = got is not None and abs(got[0] - cycle_s) <= SELF_CONSISTENCY * cycle_s
+        if best is None or (consistent, lp) > (best[0], best[1]):
+            best = (consistent, lp, states, cycle_s, systole_s)
+    assert best is not None  # cycles_s is not empty
+    _, lp, states, cycle_s, systole_s = best
     measured = _measured_cycle(states, frame_hz) if math.isfinite(lp) else None
     if measured is not None:
         m_cycle, m_systole = measured

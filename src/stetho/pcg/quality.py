@@ -126,6 +126,18 @@ def assess_quality(
 
 #: (bad, good) ends of the ramp of the mean posterior of the decoded states (the "fit").
 FIT_RAMP = (0.6, 0.75)
+#: (bad, good) ends of the ramp of the sound coverage: the share of the frames the emission
+#: model holds to be sounds (posterior of S1 or S2 at least 0.5) that the decoded path puts in
+#: S1 or S2.  A decoding at half the rate leaves every other sound in a gap (coverage near
+#: 0.5); a right one misses only the blurred edges of the sounds (about 0.9 on CirCor,
+#: cross-validated).  The midpoint sits between the two; it was placed with those
+#: cross-validated values in view.
+COVERAGE_RAMP = (0.6, 0.85)
+#: (bad, good) ends of the ramp of the number of complete S1 sounds of a decoding: at least
+#: three (two RR intervals, one to check the other against).  A learned decoder fills a short
+#: recording with a plausible second beat more readily than the envelope method (whose ramp,
+#: :data:`CYCLES_RAMP`, stays at one interval), so one interval is not evidence of a rate.
+DECODED_CYCLES_RAMP = (2.0, 3.0)
 #: (bad, good) ends of the ramp of the share of cycles with a consistent systole.
 CONSISTENCY_RAMP = (0.5, 0.85)
 #: A decoded systole (S1 onset to S2 onset) counts as consistent within this fraction of the
@@ -158,6 +170,16 @@ def cycle_consistency(s1_s: np.ndarray, s2_s: np.ndarray) -> float:
     return float(np.mean(ok))
 
 
+def sound_coverage(p_sound: np.ndarray, is_sound: np.ndarray) -> float:
+    """Share of the frames with sound posterior ``p_sound >= 0.5`` that ``is_sound`` marks.
+
+    Frames, not posterior mass, so that the diffuse low posterior of long, noisy gaps at slow
+    rates does not count.  NaN when no frame reaches 0.5.
+    """
+    likely = np.asarray(p_sound) >= 0.5
+    return float(np.mean(np.asarray(is_sound)[likely])) if likely.any() else float("nan")
+
+
 def assess_segmentation(
     *,
     clipping: float,
@@ -166,16 +188,20 @@ def assess_segmentation(
     contrast: float,
     n_s1: int,
     duration_s: float,
+    coverage: float = float("nan"),
 ) -> Quality:
     """Quality of a recording from its LR-HSMM decoding (see the comment above).
 
     ``fit`` is the mean emission posterior of the decoded state, ``consistency`` the share of
-    cycles with a consistent systole (:func:`cycle_consistency`).  The index is the smallest of
-    the five scores, as in :func:`assess_quality`.
+    cycles with a consistent systole (:func:`cycle_consistency`), ``coverage`` the share of the
+    sound evidence the decoded sounds explain (:func:`sound_coverage`; NaN leaves it out, for
+    callers without emissions).  The index is the smallest of the scores, as in
+    :func:`assess_quality`.
     """
     measurements = {
         "clipping": clipping,
         "fit": fit,
+        "coverage": coverage,
         "consistency": consistency,
         "contrast": contrast,
         "cycles": float(n_s1),
@@ -183,14 +209,21 @@ def assess_segmentation(
     ramps = {
         "clipping": CLIPPING_RAMP,
         "fit": FIT_RAMP,
+        "coverage": COVERAGE_RAMP,
         "consistency": CONSISTENCY_RAMP,
         "contrast": CONTRAST_RAMP,
-        "cycles": CYCLES_RAMP,
+        "cycles": DECODED_CYCLES_RAMP,
     }
+    if not np.isfinite(coverage):
+        del measurements["coverage"]
     scores = {name: _ramp(value, *ramps[name]) for name, value in measurements.items()}
     messages = {
         "clipping": f"clipping: {100 * clipping:.1f}% of samples at the peak level",
         "fit": f"noise: the decoded heart cycle fits the signal poorly (fit {fit:.2f})",
+        "coverage": (
+            f"ambiguous cycle: only {100 * coverage:.0f}% of the sound evidence decoded as "
+            "S1/S2 (the rate may be halved)"
+        ),
         "consistency": (
             f"inconsistent cycle: only {100 * consistency:.0f}% of systoles alike"
             if np.isfinite(consistency)
