@@ -60,8 +60,8 @@ def analyze(
     method: str = typer.Option(
         "lr-hsmm",
         "--method",
-        help="Segmentation: lr-hsmm (Springer's logistic-regression HSMM, default) or "
-        "envelope (the earlier unsupervised decoder).",
+        help="Segmentation: lr-hsmm (the duration-aware HSMM of Springer et al. with learned "
+        "emissions, an MLP by default) or envelope (the earlier unsupervised decoder).",
     ),
 ) -> None:
     """Heart rate, S1/S2 onsets, systole/diastole, RR statistics, irregularity and quality.
