@@ -31,8 +31,11 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
+#: The checkout, and the folder it sits in (``shared/`` with the data lies beside it).
+REPO = Path(__file__).resolve().parents[1]
+WORKSPACE = REPO.parent
 #: The mission dataset sits beside the checkout: <repo>/../shared/data/heartbeat-sounds.
-MISSION_DIR = Path(__file__).resolve().parents[2] / "shared/data/heartbeat-sounds"
+MISSION_DIR = WORKSPACE / "shared/data/heartbeat-sounds"
 
 MakeWav = Callable[..., Path]
 

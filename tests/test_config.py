@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from stetho.config import (
     Config,
@@ -12,7 +13,6 @@ from stetho.config import (
     save_config,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference" / "hydrogen_torch_heartbeat.yaml"
 DEFAULT = REPO / "configs" / "heartbeat.yaml"
 

@@ -15,6 +15,7 @@ import numpy as np
 import optuna
 import pytest
 import soundfile as sf
+from conftest import REPO
 
 from stetho.config import ConfigError, load_config
 from stetho.workflows.tune import load_search_space, parse_search_space, pruning_reporter, tune
@@ -54,7 +55,7 @@ def folder(tmp_path_factory) -> Path:
 
 def test_search_space_is_checked_against_the_config(tmp_path):
     base = load_config(None)
-    repo_space = Path(__file__).resolve().parents[1] / "configs" / "search_space.yaml"
+    repo_space = REPO / "configs" / "search_space.yaml"
     assert "training.learning_rate" in [d.key for d in load_search_space(repo_space, base=base)]
     with pytest.raises(ConfigError, match="unknown key 'training.learning_rat'.*learning_rate"):
         parse_search_space(

@@ -16,6 +16,7 @@ import fixtures_runs
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO, WORKSPACE
 from sklearn.metrics import confusion_matrix, roc_auc_score
 from test_readers_shared import circor_slice, needs_circor, needs_physionet, physionet_slice
 from typer.testing import CliRunner
@@ -46,9 +47,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def held_out(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("held_out")
     out: dict[str, Path] = {}
-    if (Path(__file__).resolve().parents[2] / "shared/data/physionet-2016").is_dir():
+    if (WORKSPACE / "shared/data/physionet-2016").is_dir():
         out["physionet"] = physionet_slice(root / "physionet", RECORDS) / "training-b"
-    if (Path(__file__).resolve().parents[2] / "shared/data/circor-2022-dev").is_dir():
+    if (WORKSPACE / "shared/data/circor-2022-dev").is_dir():
         out["circor"] = circor_slice(root / "circor")
     return out
 
@@ -319,7 +320,7 @@ def test_train_cli_patient_regex_reaches_the_run_manifest(make_wav, tmp_path: Pa
         app,
         [
             "train",
-            str(Path(__file__).resolve().parents[1] / "configs/heartbeat.yaml"),
+            str(REPO / "configs/heartbeat.yaml"),
             *TINY_OVERRIDES,
             "--data",
             str(tmp_path / "data"),
@@ -392,7 +393,7 @@ def test_score_py_refuses_parquet_without_pyarrow_before_scoring(
     import importlib.util
     import sys
 
-    template = Path(__file__).resolve().parents[1] / "src/stetho/export/template/score.py"
+    template = REPO / "src/stetho/export/template/score.py"
     spec = importlib.util.spec_from_file_location("score_template_for_evaluate", template)
     assert spec is not None and spec.loader is not None
     score = importlib.util.module_from_spec(spec)

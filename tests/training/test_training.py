@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from conftest import WORKSPACE
 from fixtures_runs import beats
 
 from stetho.config import load_config
@@ -17,9 +18,7 @@ from stetho.scoring import predict_waves
 from stetho.training.callbacks import TrainingCallback
 from stetho.training.experiment import run_experiment
 
-REFERENCE = (
-    Path(__file__).resolve().parents[2] / "shared" / "reference" / "hydrogen_torch_heartbeat.yaml"
-)
+REFERENCE = WORKSPACE / "shared" / "reference" / "hydrogen_torch_heartbeat.yaml"
 
 TINY = [
     "architecture.width=8",

@@ -17,6 +17,7 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 import torch
+from conftest import REPO
 from fixtures_runs import BAD_FILES, copy_run_with
 from typer.testing import CliRunner
 
@@ -31,7 +32,7 @@ from stetho.workflows.hooks import default_after_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "src/stetho/export/template/score.py"
+TEMPLATE = REPO / "src/stetho/export/template/score.py"
 #: Modules the pipeline must not need; the torch-free environment makes importing them fail.
 BLOCKED = ("torch", "stetho", "pandas")
 PARITY = 1e-4

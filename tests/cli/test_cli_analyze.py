@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import WORKSPACE
 from typer.testing import CliRunner
 
 from stetho.cli import app
@@ -15,7 +16,7 @@ from stetho.pcg.synthetic import SyntheticPCG, synthesize_pcg
 
 runner = CliRunner()
 
-MISSION_DIR = Path(__file__).resolve().parents[2] / "shared/data/heartbeat-sounds"
+MISSION_DIR = WORKSPACE / "shared/data/heartbeat-sounds"
 
 
 def write(path: Path, s: SyntheticPCG) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import WORKSPACE
 
 from stetho.pcg import RHYTHM_FEATURE_NAMES, analyze, analyze_file, rhythm_features
 from stetho.pcg.envelopes import ENVELOPE_NAMES, envelope_matrix, homomorphic_envelope
@@ -35,7 +36,7 @@ from stetho.pcg.segmentation import (
 )
 from stetho.pcg.synthetic import SyntheticPCG, synthesize_pcg, systole_interval_s
 
-MISSION_DIR = Path(__file__).resolve().parents[2] / "shared/data/heartbeat-sounds"
+MISSION_DIR = WORKSPACE / "shared/data/heartbeat-sounds"
 TOLERANCE_S = 0.06
 
 

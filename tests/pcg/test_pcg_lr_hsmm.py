@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import soxr
+from conftest import REPO
 
 from stetho.data.audio import read_audio
 from stetho.pcg import METHODS, analyze
@@ -28,7 +29,7 @@ from stetho.pcg.physiology import MAX_HEART_RATE_BPM, MIN_HEART_RATE_BPM
 from stetho.pcg.segmentation import S1, S2
 from stetho.pcg.synthetic import synthesize_pcg
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = REPO / ".." / "shared" / "data"
 MISSION = DATA / "heartbeat-sounds"
 CIRCOR = DATA / "circor-2022-dev"
 TOLERANCE_S = 0.06

@@ -16,11 +16,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import soundfile as sf
+from conftest import WORKSPACE
 
 from stetho.data import readers as datasets
 from stetho.data.manifest import MANIFEST_COLUMNS
 
-SHARED = Path(__file__).resolve().parents[2] / "shared/data"
+SHARED = WORKSPACE / "shared/data"
 PHYSIONET = SHARED / "physionet-2016"
 CIRCOR = SHARED / "circor-2022-dev"
 
