@@ -15,6 +15,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from stetho.config import Config
+
 logger = logging.getLogger(__name__)
 
 #: Seconds all after-training explanations of a run may take together (the interpretations
@@ -22,9 +24,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_BUDGET_S: float | None = 600.0
 
 
-def budget_from_config(config: Any, default: float | None = DEFAULT_BUDGET_S) -> float | None:
-    """``training.interpretation_budget_s`` of a run's config, when the config has it."""
-    value = getattr(config.training, "interpretation_budget_s", default)
+def budget_from_config(config: Config) -> float | None:
+    """``training.interpretation_budget_s`` of a run's config (``None``: no limit)."""
+    value = config.training.interpretation_budget_s
     return None if value is None else float(value)
 
 

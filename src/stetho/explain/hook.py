@@ -12,7 +12,7 @@ import pandas as pd
 
 from stetho.config import load_config
 from stetho.explain.attribution import DEFAULT_METHODS, default_settings
-from stetho.explain.budget import DEFAULT_BUDGET_S, budget_from_config
+from stetho.explain.budget import budget_from_config
 from stetho.explain.files import explain_files
 from stetho.explain.methods import method_label
 from stetho.explain.select import select_worst
@@ -34,8 +34,8 @@ def interpretations_hook(
     ``logging.number_of_audios`` recordings chosen by :func:`stetho.explain.select_worst`; each
     is explained by the model of the fold it was validated in. Progress and an ETA are logged
     after every recording; no new recording is started once ``budget_s`` seconds would be
-    exceeded (default: the config's ``training.interpretation_budget_s`` when it has one,
-    else :data:`stetho.explain.budget.DEFAULT_BUDGET_S`; ``None``: no limit). Large backbones
+    exceeded (default: the config's ``training.interpretation_budget_s``; ``None``: no
+    limit). Large backbones
     get cheaper method settings (:func:`stetho.explain.default_settings`).
     """
     folder = RunFolder(run_dir)
@@ -44,7 +44,7 @@ def interpretations_hook(
     if not config.training.run_interpretations or n == 0:
         logger.info("interpretations skipped (training.run_interpretations=false or no audios)")
         return
-    seconds = budget_from_config(config, DEFAULT_BUDGET_S) if budget_s == "config" else budget_s
+    seconds = budget_from_config(config) if budget_s == "config" else budget_s
     run = load_run(folder.root)
     oof = pd.read_parquet(folder.oof_predictions)
     worst = select_worst(oof, run.classes, n)

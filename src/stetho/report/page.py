@@ -9,7 +9,7 @@ from pathlib import Path
 from string import Template
 from typing import Literal
 
-from stetho.explain import DEFAULT_BUDGET_S, budget_from_config
+from stetho.explain import budget_from_config
 from stetho.io import atomic_write_text
 from stetho.report.context import Context
 from stetho.report.inputs import RunData
@@ -41,19 +41,15 @@ def render_report(
     ``n_worst`` recordings are shown in the worst-classified section (default: the config's
     ``logging.number_of_audios``, or :data:`DEFAULT_WORST` when that is 0). Recordings the
     interpretations hook did not explain are explained here, for at most
-    ``explain_budget_s`` seconds (default: the config's ``training.interpretation_budget_s``
-    when it has one, else :data:`stetho.explain.DEFAULT_BUDGET_S`; ``None``: no limit).
+    ``explain_budget_s`` seconds (default: the config's ``training.interpretation_budget_s``;
+    ``None``: no limit).
     """
     data = RunData(run_dir)
     if n_worst is None:
         n_worst = data.config.logging.number_of_audios or DEFAULT_WORST
     if n_worst < 0:
         raise ValueError(f"n_worst={n_worst}: expected a non-negative count")
-    budget = (
-        budget_from_config(data.config, DEFAULT_BUDGET_S)
-        if explain_budget_s == "config"
-        else explain_budget_s
-    )
+    budget = budget_from_config(data.config) if explain_budget_s == "config" else explain_budget_s
     ctx = Context(data=data, n_worst=n_worst, explain_budget_s=budget)
     body = "\n".join(section(sid, title, fn(ctx)) for sid, title, fn in SECTIONS)
     nav = "".join(f'<a href="#{sid}">{esc(title)}</a>' for sid, title, _ in SECTIONS)

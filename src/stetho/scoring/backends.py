@@ -201,9 +201,9 @@ class PipelineScorer:
         except ValueError as exc:
             raise ArtifactError(folder.preprocess, str(exc), REEXPORT) from None
         self.acceptance = pipeline_acceptance(preprocess)
-        self._session = open_onnx(
-            folder.root / str(preprocess.get("model", "model.onnx")), threads=threads
-        )
+        # preprocess.json names its graph; pipelines exported before it did use the default.
+        model = folder.root / str(preprocess["model"]) if "model" in preprocess else folder.model
+        self._session = open_onnx(model, threads=threads)
         self._input = str(preprocess.get("input", "wave"))
         self._output = str(preprocess.get("output", "probs"))
 
