@@ -129,7 +129,8 @@ class AbnormalRule(Protocol):
     """What :func:`normal_vs_abnormal` needs of a decision rule
     (:class:`stetho.decision.DecisionRule` has it; this module sits below that package)."""
 
-    threshold: float
+    @property
+    def threshold(self) -> float: ...
 
     def probabilities(self, raw: np.ndarray) -> np.ndarray: ...
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -553,7 +553,7 @@ def summarize_oof(
     prob_cols = [f"prob_{c}" for c in classes]
     # cast: metrics.AbnormalRule declares a settable ``threshold``; the rule's is frozen
     pooled = classification_metrics(
-        oof["label"].to_numpy(), oof[prob_cols].to_numpy(), classes, rule=cast(Any, rule)
+        oof["label"].to_numpy(), oof[prob_cols].to_numpy(), classes, rule=rule
     )
     return {
         "classes": classes,
