@@ -22,7 +22,7 @@ from stetho.cli import report as _report
 from stetho.cli import serve as _serve
 from stetho.cli import train as _train
 from stetho.cli import tune as _tune
-from stetho.cli._common import PlainHelpGroup
+from stetho.cli.common import PlainHelpGroup
 
 app = typer.Typer(
     name="stetho",

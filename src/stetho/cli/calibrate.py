@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from stetho.cli._common import cli_errors
+from stetho.cli.common import cli_errors
 
 console = Console(stderr=True)
 

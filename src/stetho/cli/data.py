@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from stetho.cli._common import cli_errors, resolve_data_dir
+from stetho.cli.common import cli_errors, resolve_data_dir
 from stetho.config import DatasetConfig
 
 data_app = typer.Typer(

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from stetho.cli._common import cli_errors
+from stetho.cli.common import cli_errors
 
 console = Console(stderr=True)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from stetho.cli._common import cli_errors
+from stetho.cli.common import cli_errors
 
 
 def explain(

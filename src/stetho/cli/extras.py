@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from stetho.cli._common import cli_errors
+from stetho.cli.common import cli_errors
 
 
 class MissingExtraError(RuntimeError):

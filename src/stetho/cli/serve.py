@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from stetho.cli._common import cli_errors
+from stetho.cli.common import cli_errors
 from stetho.cli.extras import require_extra
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from stetho.cli._common import cli_errors, resolve_data_dir
+from stetho.cli.common import cli_errors, resolve_data_dir
 from stetho.runs.folder import RunFolder
 
 console = Console(stderr=True)

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from stetho.cli._common import cli_errors, resolve_data_dir
+from stetho.cli.common import cli_errors, resolve_data_dir
 from stetho.cli.extras import require_extra
 from stetho.runs.folder import StudyFolder
 
