@@ -52,7 +52,7 @@ def predict(
 
     Exit code: 0 when all were scored, 1 when any failed (see the error column), 2 on misuse.
     """
-    from stetho.io import write_table
+    from stetho.io import check_not_input, write_table
     from stetho.runs import load_run
     from stetho.scoring.batch import collect_inputs, predict_files
 
@@ -60,6 +60,7 @@ def predict(
         if out.suffix.lower() not in OUT_SUFFIXES:
             raise ValueError(f"--out {out}: unsupported table format; use .csv or .parquet")
         items = collect_inputs(inputs)
+        check_not_input(out, [*inputs, *(i.abs_path for i in items)])
         folds = None if fold is None else [fold]
         if dask:
             require_extra("distributed", "dask", "--dask")

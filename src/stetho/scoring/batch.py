@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 
 from stetho.data.audio import AudioError, AudioSource, DecodeError, iter_audio_files, read_audio
 from stetho.data.readers import TABLE_SUFFIXES
+from stetho.data.readers.table import table_audio_paths
 from stetho.decision import DecisionRule
 from stetho.runs import Run
 from stetho.scoring.backends import RunScorer, Scorer
@@ -102,11 +103,7 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputItem]:
                 logger.warning("%s: no audio files in this folder", given)
             items += [InputItem(str(f), os.path.abspath(f)) for f in found]
         elif path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
-            base = path.parent
-            for value in read_path_table(path):
-                target = Path(value)
-                full = target if target.is_absolute() else base / target
-                items.append(InputItem(value, os.path.abspath(full)))
+            items += [InputItem(v, full) for v, full in table_audio_paths(path)]
         else:
             items.append(InputItem(given, os.path.abspath(path)))
     return items
