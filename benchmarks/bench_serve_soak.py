@@ -1,4 +1,4 @@
-"""Memory soak of ``stetho serve``: 16 closed-loop clients on loopback for ``--minutes``.
+r"""Memory soak of ``stetho serve``: 16 closed-loop clients on loopback for ``--minutes``.
 
 Starts ``stetho serve MODEL`` in a subprocess on 127.0.0.1 (a free port) with
 ``STETHO_DEBUG_MEMORY=1`` (:data:`stetho.serve.app.DEBUG_MEMORY_ENV`: the server traces its
@@ -9,9 +9,12 @@ and thread count; at the end it asks the server for the allocation sites that gr
 the first sample. Every loop is bounded in time and in count, and only loopback is contacted.
 
 Without ``MODEL`` a tiny run is trained on synthetic recordings and exported as an ONNX
-pipeline (a few seconds). The verdict: growth of RSS over the second half of the soak (after
-warm-up effects: allocator arenas, onnxruntime's buffers, first-use imports) in MB per minute,
-and whether the traced Python heap grows with the number of requests.
+pipeline (a few seconds; ``--tiny run`` serves the run itself, with torch). Several
+``--seconds`` post recordings of those lengths in turn, so the model sees varied input shapes
+(onnxruntime's and torch's buffers are sized by shape). The verdict: growth of RSS over the
+second half of the soak (after warm-up effects: allocator arenas, onnxruntime's buffers,
+first-use imports) in MB per minute, and whether the traced Python heap grows with the number
+of requests.
 
     python benchmarks/bench_serve_soak.py [MODEL] --minutes 10 \
         --out benchmarks/results/serve_soak.md
@@ -85,8 +88,8 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"/proc/{pid}/status has no VmRSS")
 
 
-def tiny_pipeline(base: Path) -> Path:
-    """Train a tiny run on synthetic recordings and export it as an ONNX pipeline."""
+def tiny_model(base: Path, *, pipeline: bool) -> Path:
+    """Train a tiny run on synthetic recordings; return it, or its exported ONNX pipeline."""
     from stetho.config import load_config
     from stetho.export import export_pipeline
     from stetho.training.experiment import run_experiment
@@ -116,11 +119,11 @@ def tiny_pipeline(base: Path) -> Path:
     ]
     run = base / "run"
     run_experiment(load_config(None, overrides), out_dir=run, data=base / "data", progress=False)
-    return export_pipeline(run, base / "pipeline")
+    return export_pipeline(run, base / "pipeline") if pipeline else run
 
 
 async def soak(
-    base: str, data: bytes, pid: int, *, clients: int, minutes: float, result: Soak
+    base: str, recordings: list[bytes], pid: int, *, clients: int, minutes: float, result: Soak
 ) -> dict[str, Any]:
     """Run the clients for ``minutes``, sampling the server every minute; returns the server's
     final ``/debug/memory`` answer (growth since the first sample)."""
@@ -130,11 +133,12 @@ async def soak(
     t_end = t_start + duration_s
     limits = httpx.Limits(max_connections=clients + 1, max_keepalive_connections=clients + 1)
 
-    async def client(http: httpx.AsyncClient) -> None:
-        for _ in range(max_per_client):
+    async def client(http: httpx.AsyncClient, k: int) -> None:
+        for i in range(max_per_client):
             t0 = time.perf_counter()
             if t0 >= t_end:
                 return
+            data = recordings[(k + i) % len(recordings)]
             try:
                 r = await http.post(
                     base + "/v1/predict", files={"file": ("rec.wav", data, "audio/wav")}
@@ -184,7 +188,7 @@ async def soak(
         return info
 
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
-        await asyncio.gather(*(client(http) for _ in range(clients)), sampler(http))
+        await asyncio.gather(*(client(http, k) for k in range(clients)), sampler(http))
         # What stays once the load is gone (requests in flight hold their uploads and
         # arrays): the growth table compares this idle state with the idle start.
         await asyncio.sleep(IDLE_S)
@@ -214,10 +218,13 @@ def write_report(
         "# Serve memory soak",
         "",
         f"`python benchmarks/bench_serve_soak.py{' ' + model if args.model else ''} "
-        f"--minutes {args.minutes:g} --clients {args.clients} --workers {args.workers}`",
+        f"--minutes {args.minutes:g} --clients {args.clients} --workers {args.workers} "
+        f"--seconds {' '.join(f'{x:g}' for x in args.seconds)}"
+        f"{' --tiny ' + args.tiny if not args.model else ''}`",
         "",
-        f"- model: {model}; {args.clients} closed-loop clients posting a "
-        f"{args.seconds:g} s WAV to `/v1/predict` on 127.0.0.1, `--workers {args.workers}`",
+        f"- model: {model}; {args.clients} closed-loop clients posting WAVs of "
+        f"{', '.join(f'{x:g}' for x in args.seconds)} s (in turn) to `/v1/predict` on "
+        f"127.0.0.1, `--workers {args.workers}`",
         f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
         "**shared with other engineers' jobs** (figures of speed are not comparable across "
         "runs; memory is what is measured), Python "
@@ -263,7 +270,19 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=10.0, help="recording length")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        nargs="+",
+        default=[10.0],
+        help="recording lengths, posted in turn (several: varied input shapes)",
+    )
+    parser.add_argument(
+        "--tiny",
+        choices=["pipeline", "run"],
+        default="pipeline",
+        help="without MODEL: serve the tiny run's ONNX pipeline, or the run itself (torch)",
+    )
     parser.add_argument("--recording", type=Path, default=DEFAULT_RECORDING)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/serve_soak.md"))
     args = parser.parse_args()
@@ -271,8 +290,9 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        model = args.model or tiny_pipeline(Path(tmp))
-        data, _ = recording_bytes(args.recording, args.seconds)
+        model = args.model or tiny_model(Path(tmp), pipeline=args.tiny == "pipeline")
+        recordings = [recording_bytes(args.recording, x)[0] for x in args.seconds]
+        data = recordings[0]
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         os.environ["STETHO_DEBUG_MEMORY"] = "1"
@@ -287,7 +307,7 @@ def main() -> None:
             final = asyncio.run(
                 soak(
                     base,
-                    data,
+                    recordings,
                     proc.pid,
                     clients=args.clients,
                     minutes=args.minutes,
@@ -296,7 +316,9 @@ def main() -> None:
             )
         finally:
             stop_server(proc)
-        name = f"{health['model']} ({health['kind']})" if args.model else "tiny run (pipeline)"
+        name = f"{health['model']} ({health['kind']})"
+        if not args.model:
+            name = f"tiny run, 2 folds (served as {health['kind']})"
         print(write_report(args.out, result, final, model=name, args=args))
 
 
