@@ -59,8 +59,8 @@ def predict(
     with cli_errors():
         if out.suffix.lower() not in OUT_SUFFIXES:
             raise ValueError(f"--out {out}: unsupported table format; use .csv or .parquet")
+        check_not_input(out, inputs)  # a table it reads, however spelt or linked
         items = collect_inputs(inputs)
-        check_not_input(out, [*inputs, *(i.abs_path for i in items)])
         folds = None if fold is None else [fold]
         if dask:
             require_extra("distributed", "dask", "--dask")
