@@ -129,8 +129,7 @@ async def soak(
     final ``/debug/memory`` answer (growth since the first sample)."""
     duration_s = minutes * 60
     max_per_client = int(MAX_REQUESTS_PER_CLIENT_S * duration_s)
-    t_start = time.perf_counter()
-    t_end = t_start + duration_s
+    t_start = t_end = 0.0  # set once the baseline is taken
     limits = httpx.Limits(max_connections=clients + 1, max_keepalive_connections=clients + 1)
 
     async def client(http: httpx.AsyncClient, k: int) -> None:
@@ -157,7 +156,7 @@ async def soak(
     async def sample(
         http: httpx.AsyncClient, t_min: float, *, reset: bool, idle: bool = False
     ) -> dict[str, Any]:
-        r = await http.get(base + "/debug/memory", params={"top": 15, "reset": reset})
+        r = await http.get(base + "/debug/memory", params={"top": 200, "reset": reset})
         r.raise_for_status()
         info = r.json()
         s = Sample(
@@ -181,13 +180,17 @@ async def soak(
         return info
 
     async def sampler(http: httpx.AsyncClient) -> dict[str, Any]:
-        info = await sample(http, 0.0, reset=True, idle=True)
+        info: dict[str, Any] = {}
         for minute in range(1, int(np.ceil(minutes)) + 1):
             await asyncio.sleep(max(0.0, t_start + minute * 60 - time.perf_counter()))
             info = await sample(http, (time.perf_counter() - t_start) / 60, reset=False)
         return info
 
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+        # The baseline: idle, before any client starts (uploads in flight would count).
+        await sample(http, 0.0, reset=True, idle=True)
+        t_start = time.perf_counter()
+        t_end = t_start + duration_s
         await asyncio.gather(*(client(http, k) for k in range(clients)), sampler(http))
         # What stays once the load is gone (requests in flight hold their uploads and
         # arrays): the growth table compares this idle state with the idle start.
@@ -250,12 +253,13 @@ def write_report(
         f"start to idle end: {last.traced_mb - first.traced_mb:+.2f} MB "
         f"({per_1k:+.3f} MB per 1,000 requests).",
         "",
-        "Largest growth of the Python heap by allocation site, idle start to idle end:",
+        "Allocation sites that grew most (Python heap), idle start to idle end:",
         "",
         "| size diff KB | count diff | where (most recent frame last) |",
         "|-------------:|-----------:|--------------------------------|",
     ]
-    for g in final.get("growth", [])[:10]:
+    grown = sorted(final.get("growth", []), key=lambda g: -g["size_diff"])
+    for g in [g for g in grown if g["size_diff"] > 0][:10]:
         where = " ← ".join(reversed(g["where"]))
         lines.append(f"| {g['size_diff'] / 1024:+.1f} | {g['count_diff']:+d} | `{where}` |")
     text = "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ on the event loop. Library errors map to HTTP codes here and nowhere else.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
@@ -457,8 +458,10 @@ def _add_memory_debug(app: FastAPI) -> None:
     state: dict[str, tracemalloc.Snapshot] = {}
 
     def work(top: int, reset: bool) -> dict[str, Any]:
+        gc.collect()  # garbage in reference cycles is not growth
         snapshot = tracemalloc.take_snapshot().filter_traces(
-            [tracemalloc.Filter(False, tracemalloc.__file__)]
+            # The snapshots themselves (made under tracemalloc.py, stored as the baseline).
+            [tracemalloc.Filter(False, tracemalloc.__file__, all_frames=True)]
         )
         baseline = state.get("baseline")
         if baseline is None or reset:
