@@ -160,16 +160,59 @@ def test_export_refuses_existing_folder_unless_forced(sharp_run, pipeline, tmp_p
     runner = CliRunner()
     res = runner.invoke(app, ["export", str(sharp_run), "--out", str(pipeline)])
     assert res.exit_code == 2 and "already exists" in res.output
+    # --force replaces an earlier pipeline (its files only)...
     target = tmp_path / "p"
-    target.mkdir()
-    (target / "stale.txt").write_text("old")
+    shutil.copytree(pipeline, target)
+    (target / "model.onnx").write_bytes(b"stale")
     res = runner.invoke(
         app, ["export", str(sharp_run), "--out", str(target), "--force", "--fold", "1"]
     )
     assert res.exit_code == 0, res.output
-    assert not (target / "stale.txt").exists()
+    assert (target / "model.onnx").read_bytes() != b"stale"
     assert json.loads((target / "labels.json").read_text())["folds"] == [1]
     assert not list(tmp_path.glob(".p.*"))  # no leftovers of the atomic swap
+    # ... never a folder it did not write, nor one with files of the user's beside its own.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "stale.txt").write_text("old")
+    res = runner.invoke(app, ["export", str(sharp_run), "--out", str(mine), "--force"])
+    assert res.exit_code == 2 and "was not written by this command" in res.output
+    (target / "notes.txt").write_text("mine")
+    res = runner.invoke(app, ["export", str(sharp_run), "--out", str(target), "--force"])
+    assert res.exit_code == 2 and "notes.txt" in res.output
+    assert (mine / "stale.txt").read_text() == "old" and (target / "notes.txt").is_file()
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["run", "parent", "dot", "dot-parent", "inside"])
+def test_export_never_deletes_the_run(where, tiny_run, tmp_path, monkeypatch):
+    # `--out RUN --force` used to delete the trained run and exit 0, `--out` its parent the
+    # whole parent; `--out .` failed on an empty name.
+    parent = tmp_path / "runs"
+    run = parent / "try1"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("scoring"))
+    before = _tree(parent)
+    out = {"run": run, "parent": parent, "dot": Path("."), "dot-parent": Path(".")}
+    out["inside"] = run / "pipe"
+    monkeypatch.chdir(run if where == "dot" else parent)
+    res = CliRunner().invoke(app, ["export", str(run), "--out", str(out[where]), "--force"])
+    assert res.exit_code == 2, res.output
+    assert "input" in res.output and "PosixPath" not in res.output
+    assert _tree(parent) == before  # nothing deleted, nothing left behind
+
+
+def test_export_into_dot_writes_the_current_folder(tiny_run, tmp_path, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path / "empty")
+    res = CliRunner().invoke(app, ["export", str(tiny_run), "--out", ".", "--fold", "0"])
+    assert res.exit_code == 2 and "already exists" in res.output  # exists: needs --force
+    res = CliRunner().invoke(app, ["export", str(tiny_run), "--out", ".", "--force", "--fold", "0"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "empty" / "model.onnx").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
 
 
 # --- the copied rules ---------------------------------------------------------------------
@@ -217,6 +260,104 @@ def test_score_py_decoding_matches_stetho(score_module, audio_zoo, scoring_folde
             str(scoring_folder / "a_normal.wav"), sample_rate=2000, name="x", **too_long
         )
     assert a.value.reason == b.value.reason
+
+
+def _robustness_zoo(root: Path) -> Path:
+    """Files issue #15 taught stetho to refuse, with their reasons, and odd valid ones."""
+    import soundfile as sf
+
+    root.mkdir()
+    (root / "sub").mkdir()
+    rng = np.random.default_rng(3)
+    (root / "dangling.wav").symlink_to("gone.wav")
+    (root / "loop_a.wav").symlink_to("loop_b.wav")
+    (root / "loop_b.wav").symlink_to("loop_a.wav")
+    (root / "sub" / "up").symlink_to("..")  # a folder link to its own ancestor
+    (root / "notes.txt").symlink_to("gone.txt")  # not audio: not listed
+    tone = (0.3 * np.sin(np.arange(9 * 4000) / 3.0)).astype(np.float32)
+    sf.write(root / "full.wav", tone, 4000, subtype="PCM_16")
+    data = (root / "full.wav").read_bytes()
+    (root / "truncated.wav").write_bytes(data[: 44 + (len(data) - 44) // 3 // 2 * 2])
+    unfinished = bytearray(data)
+    unfinished[40:44] = (0xFFFFFFFF).to_bytes(4, "little")  # streamed: promises nothing
+    (root / "unfinished.wav").write_bytes(bytes(unfinished))
+    sf.write(root / "hi_rate.flac", tone[:4000], 655350)
+    sf.write(root / "one.wav", np.array([0.25], dtype=np.float32), 4000, subtype="FLOAT")
+    # Several decode blocks, stereo, a ratio that does not divide: block edges must agree.
+    long = 0.1 * rng.standard_normal((200_000, 2)).astype(np.float32)
+    sf.write(root / "long_stereo.wav", long, 44100, subtype="FLOAT")
+    return root
+
+
+def test_score_py_refuses_the_robustness_zoo_like_stetho(score_module, tmp_path, monkeypatch):
+    from stetho.data.audio import iter_audio_files
+
+    zoo = _robustness_zoo(tmp_path / "zoo")
+    # Folder walks list the same entries, broken links and loops included.
+    expected_files = iter_audio_files(zoo)
+    assert score_module.iter_audio_files(zoo) == expected_files
+    assert {"dangling.wav", "loop_a.wav", "up"} <= {p.name for p in expected_files}
+    reasons: dict[str, str] = {}
+    for limits in (
+        {"min_duration_s": 0.5, "max_duration_s": 60.0},
+        {"min_duration_s": 0.0, "max_duration_s": None},
+    ):
+        for path in expected_files:
+            try:
+                expected = read_audio(path, sample_rate=2000, name="x", **limits).samples
+            except AudioError as exc:
+                with pytest.raises(score_module.AudioError) as caught:
+                    score_module.read_audio(str(path), sample_rate=2000, name="x", **limits)
+                assert caught.value.reason == exc.reason, path.name
+                reasons[path.name] = exc.reason
+                continue
+            got = score_module.read_audio(str(path), sample_rate=2000, name="x", **limits)
+            np.testing.assert_array_equal(got, expected)
+    # Every kind of problem was met (so the comparison above had something to compare).
+    assert reasons["dangling.wav"].startswith("dangling symbolic link")
+    assert reasons["loop_a.wav"].startswith("symbolic link loop")
+    assert reasons["up"].startswith("symbolic link loop: folder link")
+    assert reasons["truncated.wav"].startswith("truncated: the header promises 9 s")
+    assert reasons["hi_rate.flac"].startswith("sample rate 655350 Hz is above")
+    assert reasons["one.wav"].startswith("too short: a single sample")
+    assert "unfinished.wav" not in reasons and "long_stereo.wav" not in reasons
+
+    # A refused open (we may run as root, who reads everything): both say permission denied.
+    target = str(zoo / "full.wav")
+    real_open = os.open
+
+    def refuse(path, *args, **kwargs):
+        if os.fspath(path) == target:
+            raise PermissionError(13, "Permission denied", target)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(AudioError) as a:
+        read_audio(target, sample_rate=2000, name="x")
+    with pytest.raises(score_module.AudioError) as b:
+        score_module.read_audio(
+            target, sample_rate=2000, name="x", min_duration_s=0.5, max_duration_s=60.0
+        )
+    assert a.value.reason == b.value.reason and a.value.reason.startswith("permission denied")
+
+
+def test_score_py_output_temporaries_are_named_and_cleaned(score_module, tmp_path, capsys):
+    import re as _re
+    import socket
+
+    host = _re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:24] or "host"
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    stale = tmp_path / f".preds.csv.{host}-{proc.pid}.abc{score_module.TEMP_SUFFIX}"
+    stale.write_text("half")
+    score_module.atomic_write(tmp_path / "preds.csv", b"path\n")
+    assert (tmp_path / "preds.csv").read_bytes() == b"path\n"
+    assert not stale.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["preds.csv"]
+    assert stale.name in capsys.readouterr().err
+    # The same pattern as stetho.io's, so that either cleans the other's leftovers.
+    from stetho.io import TEMP_SUFFIX
+
+    assert score_module.TEMP_SUFFIX == TEMP_SUFFIX
 
 
 # --- the pipeline, torch-free -------------------------------------------------------------

@@ -105,7 +105,10 @@ def test_collect_inputs_folder_file_and_table(tmp_path, scoring_folder):
     pd.DataFrame({"audio": ["a.wav", "b.wav"]}).to_parquet(tmp_path / "ht.parquet")
     assert [i.path for i in collect_inputs([tmp_path / "ht.parquet"])] == ["a.wav", "b.wav"]
     pd.DataFrame({"file": ["a.wav"]}).to_csv(tmp_path / "bad.csv", index=False)
-    with pytest.raises(ValueError, match=r"no path column.*\['file'\]"):
+    # One rule with every table reader (stetho.data.readers.table.find_audio_column).
+    with pytest.raises(
+        ValueError, match=r"no audio column; expected one of \['path', 'audio'\].*\['file'\]"
+    ):
         collect_inputs([tmp_path / "bad.csv"])
 
 

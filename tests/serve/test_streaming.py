@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -263,6 +264,37 @@ def test_float32_stream_at_44k1_is_resampled(client: TestClient, mission_dir: Pa
         while not types or types[-1] != "end":
             types.append(ws.receive_json()["type"])
     assert types.count("prediction") in (2, 3)  # windows ending at 3, 4 (and 5) s
+
+
+def _prediction_ends(client: TestClient, start: dict, frames: Iterator[bytes]) -> list[float]:
+    """Stream ``frames`` after ``start``, stop, and return every prediction's ``t_end_s``."""
+    with client.websocket_connect("/v1/stream?api_key=k") as ws:
+        ws.send_json(start)
+        assert ws.receive_json()["type"] == "ready"
+        for frame in frames:
+            ws.send_bytes(frame)
+        ws.send_json({"type": "stop"})
+        messages = []
+        while not messages or messages[-1]["type"] != "end":
+            messages.append(ws.receive_json())
+    ends = [m["t_end_s"] for m in messages if m["type"] == "prediction"]
+    assert messages[-1]["windows"] == len(ends)
+    return ends
+
+
+@pytest.mark.parametrize(("sr", "frame_s"), [(4000, 0.5), (4000, 0.37), (44100, 0.25), (2000, 1)])
+def test_the_window_ending_at_the_stream_end_is_scored(
+    client: TestClient, mission_dir: Path, sr: int, frame_s: float
+) -> None:
+    # 10 s, window 4 s, hop 2 s: the stream's length is an exact multiple of the hop, so the
+    # last window ends exactly at its end, after a resampler's delay too (4 kHz and 44.1 kHz
+    # to the model's 2 kHz; 2 kHz needs no resampler).
+    x, rate = sf.read(mission_dir / "set_b" / "murmur__122_1306325762831_C.wav", dtype="float32")
+    x = np.resize(soxr.resample(x, rate, sr) if sr != rate else x, 10 * sr)
+    start = {"type": "start", "sample_rate": sr, "encoding": "pcm_s16le"}
+    start |= {"window_seconds": 4, "hop_seconds": 2}
+    ends = _prediction_ends(client, start, pcm16_frames(x, sr, seconds=frame_s))
+    assert ends == [4.0, 6.0, 8.0, 10.0]
 
 
 def _closed(

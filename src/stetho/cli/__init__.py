@@ -1,12 +1,15 @@
 """The ``stetho`` command line: a thin face over the library.
 
 Each command group lives in its own module with a ``register(app)`` function; this module only
-joins them. Library errors become a one-line message and a non-zero exit code.
+joins them. Library errors become a one-line message and exit code 2; :func:`main` gives a
+bug and Ctrl-C their own codes (docs/exit-codes.md).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import traceback
 
 import typer
 
@@ -58,5 +61,27 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
     )
 
 
-def main() -> None:
-    app()
+#: Exit codes besides the contract's 0, 1 and 2 (docs/exit-codes.md): a bug, and Ctrl-C
+#: (the shell's 128 + SIGINT).
+EXIT_INTERNAL_ERROR = 3
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``stetho`` entry point: the commands' own exit codes (0, 1, 2), and distinct ones
+    for what no command decided: :data:`EXIT_INTERNAL_ERROR` for an unexpected exception
+    (with its traceback), :data:`EXIT_INTERRUPTED` for Ctrl-C."""
+    try:
+        app(args=argv)
+    except KeyboardInterrupt:  # typer maps one inside a command to 130; this is the rest
+        typer.secho("interrupted", err=True, fg=typer.colors.YELLOW)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception:
+        traceback.print_exc()
+        typer.secho(
+            "internal error: this is a bug in stetho, not a problem with your input; "
+            "please report it with the traceback above",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        sys.exit(EXIT_INTERNAL_ERROR)

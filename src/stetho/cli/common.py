@@ -39,13 +39,34 @@ def resolve_data_dir(data: Path | None) -> Path:
     return found
 
 
+#: Optional packages (top-level module) and the ``stetho[EXTRA]`` that installs each.
+OPTIONAL_EXTRAS = {"dask": "dask", "distributed": "dask", "mlflow": "mlflow", "optuna": "tune"}
+
+
 @contextlib.contextmanager
 def cli_errors() -> Iterator[None]:
-    """Turn library errors into one line on stderr and exit code 2."""
+    """Turn library errors into one line on stderr and exit code 2.
+
+    A missing optional package (:data:`OPTIONAL_EXTRAS`) is one line naming the extra that
+    brings it; any other exception is left to :func:`stetho.cli.main` (an internal error).
+    """
     try:
         yield
     except typer.Exit:  # a RuntimeError too: an exit decided inside the block stays as it is
         raise
+    except ImportError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in OPTIONAL_EXTRAS:
+            raise
+        logging.getLogger("stetho").debug("traceback", exc_info=True)
+        extra = OPTIONAL_EXTRAS[top]
+        typer.secho(
+            f"error: this needs the optional package {top!r}, which is not installed: "
+            f"pip install 'stetho[{extra}]' (in a checkout: pip install -e '.[{extra}]')",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(code=2) from None
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
         logging.getLogger("stetho").debug("traceback", exc_info=True)
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)

@@ -43,6 +43,9 @@ def explain(
     """Attribution maps over time x frequency: a PNG, .npy and .json per recording.
 
     Progress and an ETA are logged after every recording.
+
+    Exit code: 0 when all were explained, 1 when any could not be read (see index.json), 2 on
+    misuse or an unusable run.
     """
     from stetho.explain import DEFAULT_METHODS, explain_files, read_index
     from stetho.runs import load_run
@@ -77,7 +80,7 @@ def explain(
             err=True,
             fg=typer.colors.RED,
         )
-        raise typer.Exit(code=2)
+        raise typer.Exit(code=1)  # some recordings failed: code 1, as predict and analyze
 
 
 def register(app: typer.Typer) -> None:

@@ -15,10 +15,18 @@ console = Console(stderr=True)
 def export(
     run_dir: Path = typer.Argument(..., help="A finished run folder (runs/<name>)."),
     out: Path = typer.Option(
-        ..., "--out", "-o", help="The pipeline folder to create (refused if it exists)."
+        ...,
+        "--out",
+        "-o",
+        help="The pipeline folder to create (refused if it exists, unless --force).",
     ),
     fold: int = typer.Option(None, "--fold", help="Export this fold's model only."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing OUT folder."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Replace an existing OUT pipeline folder (never the run, a folder holding it, "
+        "or a folder with files a pipeline does not have).",
+    ),
 ) -> None:
     """Write a standalone scoring pipeline (numpy, soundfile, soxr, onnxruntime; no torch).
 

@@ -74,7 +74,7 @@ def predict(
 
     Exit code: 0 when all were scored, 1 when any failed (see the error column), 2 on misuse.
     """
-    from stetho.io import atomic_write_json, write_table
+    from stetho.io import atomic_write_json, check_not_input, write_table
     from stetho.runs import load_run
     from stetho.scoring.batch import (
         collect_inputs,
@@ -85,6 +85,7 @@ def predict(
     with cli_errors():
         if out.suffix.lower() not in OUT_SUFFIXES:
             raise ValueError(f"--out {out}: unsupported table format; use .csv or .parquet")
+        check_not_input(out, inputs)  # a table it reads, however spelt or linked
         items = collect_inputs(inputs)
         folds = None if fold is None else [fold]
         batch_level = quality_gate or adapt_priors or patient_column or patient_regex

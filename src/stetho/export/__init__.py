@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from importlib import metadata
@@ -36,7 +35,12 @@ import torch
 from torch import nn
 
 from stetho.config import load_config
-from stetho.io import atomic_write_json, atomic_write_text
+from stetho.io import (
+    atomic_write_json,
+    atomic_write_text,
+    check_replaceable_dir,
+    temporary_dir,
+)
 from stetho.runs import Run, load_run
 from stetho.runs.folder import PipelineFolder, RunFolder
 from stetho.scoring.chunking import logits_to_probs
@@ -225,25 +229,50 @@ def _version(package: str) -> str:
         return "unknown"
 
 
+def pipeline_files(folder: PipelineFolder) -> list[Path]:
+    """Every file :func:`export_pipeline` writes into a pipeline folder."""
+    return [
+        folder.model,
+        folder.labels,
+        folder.preprocess,
+        folder.script,
+        folder.requirements,
+        folder.readme,
+    ]
+
+
 def export_pipeline(
     run_dir: str | Path,
     out_dir: str | Path,
     *,
     folds: list[int] | None = None,
     overwrite: bool = False,
+    inputs: Sequence[str | Path] | None = None,
 ) -> Path:
     """Write the scoring pipeline of a finished run (all folds, or ``folds``) to ``out_dir``.
 
     The folder is assembled beside ``out_dir`` and renamed into place when complete, so a
-    failed export never leaves a half pipeline. An existing ``out_dir`` is refused unless
-    ``overwrite``. Returns ``out_dir``.
+    failed export never leaves a half pipeline (a killed one leaves a temporary that the
+    next export into that folder removes: :func:`stetho.io.temporary_dir`). An existing
+    ``out_dir`` is refused unless ``overwrite``, and even then unless it is a pipeline
+    folder holding nothing but a pipeline's files; ``out_dir`` may never be, hold or lie
+    inside ``inputs`` (default: the run folder; the after-training hook, which writes inside
+    the run, names the run's files instead). Returns ``out_dir``.
     """
     out_dir = Path(out_dir)
+    if out_dir.name in ("", ".", ".."):  # `--out .`: name the folder, to name its siblings
+        out_dir = out_dir.resolve()
+    owned = PipelineFolder(out_dir)
+    check_replaceable_dir(
+        out_dir,
+        inputs=[run_dir] if inputs is None else inputs,
+        owned_marker=owned.preprocess.name,
+        owned_files=[p.name for p in pipeline_files(owned)],
+    )
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} already exists: choose another --out or pass --force")
     run = load_run(run_dir, folds=folds)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    work = temporary_dir(out_dir)
     try:
         export_onnx(run, work / MODEL_FILE)
         prep = preprocess_settings(run)
@@ -268,8 +297,9 @@ def export_pipeline(
         for f in work.iterdir():
             os.chmod(f, 0o644)
         if out_dir.exists():
-            trash = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(trash, ignore_errors=True)
+            # The old folder is moved onto an empty temporary (a rename may replace an empty
+            # folder), so that a kill between the renames leaves a removable temporary.
+            trash = temporary_dir(out_dir)
             out_dir.rename(trash)
             work.rename(out_dir)
             shutil.rmtree(trash, ignore_errors=True)
@@ -288,4 +318,8 @@ def export_hook(run_dir: str | Path) -> None:
     config = load_config(rf.config)
     if not config.training.build_scoring_pipelines:
         return
-    export_pipeline(rf.root, rf.scoring.root, overwrite=True)
+    # The pipeline goes inside the run folder: guard what the export reads, not the folder.
+    reads = [rf.config, rf.labels, rf.decision, *map(rf.fold_model, rf.trained_folds())]
+    export_pipeline(
+        rf.root, rf.scoring.root, overwrite=True, inputs=[p for p in reads if p.exists()]
+    )

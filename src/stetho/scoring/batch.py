@@ -50,6 +50,7 @@ from tqdm.auto import tqdm
 
 from stetho.data.audio import AudioError, AudioSource, DecodeError, iter_audio_files, read_audio
 from stetho.data.readers import TABLE_SUFFIXES
+from stetho.data.readers.table import table_audio_paths
 from stetho.decision import Calibration, DecisionRule
 from stetho.decision.patients import Aggregation, patient_decisions
 from stetho.decision.shift import estimate_priors, shift_indicator
@@ -59,10 +60,6 @@ from stetho.scoring.backends import RunScorer, Scorer
 from stetho.scoring.core import Acceptance, Scored, decide, with_prior_shift
 
 logger = logging.getLogger(__name__)
-
-#: Columns a table may name its audio paths by, in order of preference (``audio`` is
-#: Hydrogen Torch's name).
-PATH_COLUMNS = ("path", "audio")
 
 #: Default number of recordings decoded and scored together (also the most chunks per
 #: forward pass).
@@ -106,33 +103,10 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputItem]:
                 logger.warning("%s: no audio files in this folder", given)
             items += [InputItem(str(f), os.path.abspath(f)) for f in found]
         elif path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
-            base = path.parent
-            for value in read_path_table(path):
-                target = Path(value)
-                full = target if target.is_absolute() else base / target
-                items.append(InputItem(value, os.path.abspath(full)))
+            items += [InputItem(v, full) for v, full in table_audio_paths(path)]
         else:
             items.append(InputItem(given, os.path.abspath(path)))
     return items
-
-
-def read_path_table(path: str | os.PathLike[str]) -> list[str]:
-    """The audio paths listed in a csv/tsv/parquet table, as written (strings, blanks kept)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
-    else:
-        df = pd.read_csv(
-            path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False
-        )
-    for column in PATH_COLUMNS:
-        if column in df.columns:
-            return ["" if pd.isna(v) else str(v) for v in df[column]]
-    raise ValueError(
-        f"{path}: no path column; expected one of {list(PATH_COLUMNS)}, "
-        f"the table has {list(df.columns)}"
-    )
 
 
 def output_columns(rule: DecisionRule | Sequence[str]) -> list[str]:

@@ -16,9 +16,13 @@ on the event loop. Library errors map to HTTP codes here and nowhere else.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
+import os
 import secrets
+import threading
 import time
+import tracemalloc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -67,6 +71,11 @@ from stetho.serve.streaming import CLOSE_POLICY, StreamConfig, Webhook, run_stre
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("static")
+
+#: Set to ``1`` only by ``benchmarks/bench_serve_soak.py``: the app then traces Python
+#: allocations and answers ``GET /debug/memory`` (loopback clients only). Never in production:
+#: tracing slows every allocation and the endpoint describes the server's internals.
+DEBUG_MEMORY_ENV = "STETHO_DEBUG_MEMORY"
 
 #: Room for the multipart envelope around the file (boundaries, part headers, filename).
 MULTIPART_SLACK_BYTES = 64 * 1024
@@ -456,7 +465,51 @@ def create_app(
         return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if os.environ.get(DEBUG_MEMORY_ENV, "") not in ("", "0"):
+        _add_memory_debug(app)
     return app
+
+
+def _add_memory_debug(app: FastAPI) -> None:
+    """``GET /debug/memory?top=N&reset=0``: the Python heap's growth since the baseline (the
+    first call, or the last one with ``reset=1``), by allocation site, for the soak benchmark.
+    """
+    logger.warning("%s is set: tracing allocations, GET /debug/memory is open", DEBUG_MEMORY_ENV)
+    tracemalloc.start(8)
+    state: dict[str, tracemalloc.Snapshot] = {}
+
+    def work(top: int, reset: bool) -> dict[str, Any]:
+        gc.collect()  # garbage in reference cycles is not growth
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            # The snapshots themselves (made under tracemalloc.py, stored as the baseline).
+            [tracemalloc.Filter(False, tracemalloc.__file__, all_frames=True)]
+        )
+        baseline = state.get("baseline")
+        if baseline is None or reset:
+            state["baseline"] = baseline = snapshot
+        stats = snapshot.compare_to(baseline, "traceback")
+        current, peak = tracemalloc.get_traced_memory()
+        return {
+            "traced_bytes": current,
+            "traced_peak_bytes": peak,
+            "threads": threading.active_count(),
+            "growth": [
+                {
+                    "size_diff": s.size_diff,
+                    "count_diff": s.count_diff,
+                    "size": s.size,
+                    "where": [f"{f.filename}:{f.lineno}" for f in s.traceback][-4:],
+                }
+                for s in stats[:top]
+            ],
+        }
+
+    @app.get("/debug/memory", include_in_schema=False)
+    async def memory(request: Request, top: int = 15, reset: bool = False) -> dict[str, Any]:
+        if request.client is None or request.client.host not in ("127.0.0.1", "::1"):
+            raise ServeError(403, "forbidden", "the memory debug endpoint answers loopback only")
+        # Taking a snapshot of a big heap takes a while: off the event loop.
+        return await anyio.to_thread.run_sync(lambda: work(top, reset))
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

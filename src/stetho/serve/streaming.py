@@ -257,6 +257,16 @@ class StreamSession:
         rate = self.config.model_sample_rate
         return [(end / rate, w) for end, w in self.window.push(x)]
 
+    def flush(self) -> list[tuple[float, np.ndarray]]:
+        """At ``stop``: the samples the resampler still holds (its filter delay) in, and
+        ``(t_end_s, window)`` for each window they complete out, so that the window ending
+        exactly at the stream's end is scored like every other."""
+        if self._resampler is None:
+            return []
+        x = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+        rate = self.config.model_sample_rate
+        return [(end / rate, w) for end, w in self.window.push(x)]
+
     def observe(
         self, t_end_s: float, scored: Scored
     ) -> tuple[StreamPrediction, StreamAlert | None]:
@@ -349,18 +359,21 @@ async def run_stream(
         while True:
             message = await _receive(websocket, config.idle_timeout_s)
             if message.get("bytes") is not None:
-                for t_end_s, window in session.feed(message["bytes"]):
-                    prediction, alert = session.observe(t_end_s, await score(window))
-                    await websocket.send_json(prediction.model_dump())
-                    if alert is not None:
-                        payload = alert.model_dump()
-                        await websocket.send_json(payload)
-                        logger.info("alert %s: %s", alert.state, payload)
-                        if webhook is not None:
-                            webhook.send(payload)
+                windows = session.feed(message["bytes"])
             elif isinstance(parse_text(message.get("text") or ""), StreamStart):
                 raise ProtocolError(CLOSE_POLICY, "stream already started")
             else:
+                windows = session.flush()
+            for t_end_s, window in windows:
+                prediction, alert = session.observe(t_end_s, await score(window))
+                await websocket.send_json(prediction.model_dump())
+                if alert is not None:
+                    payload = alert.model_dump()
+                    await websocket.send_json(payload)
+                    logger.info("alert %s: %s", alert.state, payload)
+                    if webhook is not None:
+                        webhook.send(payload)
+            if message.get("bytes") is None:  # a stop: every window is out, end
                 await websocket.send_json(session.end().model_dump())
                 await websocket.close(CLOSE_NORMAL, "stopped")
                 return

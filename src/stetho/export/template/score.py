@@ -25,10 +25,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import io
 import json
 import math
 import os
+import re
+import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -46,6 +50,11 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 #: Columns a table may name its audio paths by, in order of preference.
 PATH_COLUMNS = ("path", "audio")
+#: Files stored above this rate are refused (as stetho.data.audio.MAX_SAMPLE_RATE_HZ).
+MAX_SAMPLE_RATE_HZ = 384_000
+#: Frames decoded at a time (as stetho.data.audio.BLOCK_FRAMES): memory stays at the output
+#: plus one block, whatever the file's length.
+BLOCK_FRAMES = 65536
 #: Peak-to-peak span (full scale = 2) under which a recording is digital silence.
 SILENCE_PEAK_TO_PEAK = 1e-6
 DEFAULT_BATCH_SIZE = 64
@@ -83,17 +92,154 @@ def _check_duration(
         raise AudioError(label, f"too long: {duration_s:.4g} s, maximum is {max_duration_s:g} s")
 
 
+_LINK_LOOP = "symbolic link loop: the link points (via other links) back to itself"
+
+
+def os_error_reason(exc: OSError) -> str:
+    """What an operating-system error means, in a few words (as stetho's os_error_reason)."""
+    code = exc.errno
+    if code in (errno.EACCES, errno.EPERM):
+        return "permission denied: this user may not read the file; check its permissions"
+    if code == errno.ELOOP:
+        return _LINK_LOOP
+    if code == errno.ENOENT:
+        return "file not found"
+    if code == errno.EISDIR:
+        return "is a folder, not an audio file"
+    if code == errno.EIO:
+        return "input/output error while reading (failing disk or network share); retry"
+    return f"cannot read: {exc.strerror or exc}"
+
+
+def path_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be read as a file (a dangling link, a link loop, a folder, missing),
+    or ``None`` (as stetho.data.audio.path_problem)."""
+    path = Path(path)
+    if path.is_symlink():
+        target = os.readlink(path)
+        try:
+            resolved = path.resolve(strict=True)
+        except RuntimeError:  # Python < 3.13 reports a loop as RuntimeError
+            return _LINK_LOOP
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return _LINK_LOOP
+            return f"dangling symbolic link to {target!r} (which does not exist)"
+        if resolved.is_dir():
+            parent = path.parent.resolve()
+            if parent == resolved or parent.is_relative_to(resolved):
+                return f"symbolic link loop: folder link to its own ancestor {str(resolved)!r}"
+            return "is a folder, not an audio file"
+    if path.is_dir():
+        return "is a folder, not an audio file"
+    if not path.exists():
+        return "file not found"
+    if not path.is_file():
+        return "not a regular file (a device, socket or pipe)"
+    return None
+
+
 def _open(path: str, label: str) -> sf.SoundFile:
     p = Path(path)
-    if not p.is_file():
-        raise AudioError(label, "file not found")
-    if p.stat().st_size == 0:
+    problem = path_problem(p)
+    if problem is not None:
+        raise AudioError(label, problem)
+    try:
+        # libsndfile reports a refused open as "System error."; ask the OS ourselves.
+        os.close(os.open(p, os.O_RDONLY))
+        size = p.stat().st_size
+    except OSError as exc:
+        raise AudioError(label, os_error_reason(exc)) from None
+    if size == 0:
         raise AudioError(label, "empty file (0 bytes)")
     try:
         return sf.SoundFile(p)
+    except OSError as exc:
+        raise AudioError(label, os_error_reason(exc)) from None
     except (sf.SoundFileError, RuntimeError, TypeError) as exc:
         detail = str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc)
         raise AudioError(label, f"cannot decode: {detail}") from None
+
+
+#: libsndfile's log line for a chunk claiming more bytes than the file holds
+#: (``data : 80000 (should be 26666)``); sizes 0 and 0xFFFFFFFF mean "not known".
+_SHORT_CHUNK = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_UNKNOWN_CHUNK_SIZES = (0, 0xFFFFFFFF)
+
+
+def promised_frames(fh: sf.SoundFile) -> int:
+    """Frames per channel the header promises (libsndfile trims a short WAV/AIFF to what is
+    there and logs the claim; this reads the claim back)."""
+    match = _SHORT_CHUNK.search(fh.extra_info)
+    if match is None:
+        return int(fh.frames)
+    declared, present = int(match.group(1)), int(match.group(2))
+    if declared in _UNKNOWN_CHUNK_SIZES or present <= 0 or declared <= present:
+        return int(fh.frames)
+    return int(round(fh.frames * declared / present))
+
+
+class _Decoded:
+    """Streaming decode state: mono output (grown in place), level range, bad-sample count."""
+
+    def __init__(self, capacity: int) -> None:
+        self.out = np.empty(max(capacity, 1), dtype=np.float32)
+        self.n_out = 0
+        self.frames = 0
+        self.n_bad = 0
+        self.n_values = 0
+        self.low = np.inf
+        self.high = -np.inf
+
+    def append(self, x: np.ndarray) -> None:
+        end = self.n_out + len(x)
+        if end > len(self.out):
+            grown = np.empty(max(end, 2 * len(self.out)), dtype=np.float32)
+            grown[: self.n_out] = self.out[: self.n_out]
+            self.out = grown
+        self.out[self.n_out : end] = x
+        self.n_out = end
+
+
+def _decode(fh: sf.SoundFile, label: str, sample_rate: int, promised: int) -> _Decoded:
+    """Decode block by block into mono float32, resampling on the fly: memory is the output
+    plus one block (as stetho.data.audio's decoder, block for block)."""
+    original_sr = int(fh.samplerate)
+    resampling = sample_rate != original_sr
+    expected = max(promised, 0)
+    if resampling:
+        expected = int(np.ceil(expected * sample_rate / original_sr)) + 16
+        stream = soxr.ResampleStream(original_sr, sample_rate, 1, dtype="float32", quality="HQ")
+    state = _Decoded(expected)
+    buffer = np.empty((BLOCK_FRAMES, int(fh.channels)), dtype=np.float32)
+    try:
+        while len(block := fh.read(BLOCK_FRAMES, dtype="float32", always_2d=True, out=buffer)):
+            state.frames += len(block)
+            state.n_values += block.size
+            if not np.isfinite(block.sum(dtype=np.float64)):
+                state.n_bad += int(np.count_nonzero(~np.isfinite(block)))
+            if state.n_bad:
+                continue
+            mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
+            mono = np.ascontiguousarray(mono)
+            state.low = min(state.low, float(mono.min()))
+            state.high = max(state.high, float(mono.max()))
+            state.append(stream.resample_chunk(mono) if resampling else mono)
+    except OSError as exc:
+        raise AudioError(label, os_error_reason(exc)) from None
+    except (sf.SoundFileError, RuntimeError) as exc:
+        read = f"{state.frames / original_sr:.4g} s"
+        if promised > 0:
+            read += f" of the {promised / original_sr:.4g} s the header promises"
+        detail = str(exc).removeprefix("Error : ").strip().rstrip(".")
+        raise AudioError(
+            label,
+            f"cannot decode samples ({read} read): {detail}; the file is truncated or "
+            "corrupt: copy it again from its source",
+        ) from None
+    if resampling and not state.n_bad:
+        state.append(stream.resample_chunk(np.empty(0, dtype=np.float32), last=True))
+    return state
 
 
 def read_audio(
@@ -106,36 +252,47 @@ def read_audio(
 ) -> np.ndarray:
     """Decode ``path`` to mono float32 at ``sample_rate`` Hz: ``(samples,)``.
 
-    Channels are mixed by their mean, resampling is soxr ``HQ``, durations are checked in
-    seconds before resampling. Raises :class:`AudioError` with the reason.
+    Channels are mixed by their mean, resampling is soxr ``HQ`` (block-wise), durations are
+    checked in seconds before resampling; a file holding fewer samples than its header
+    promises is refused (truncated). Raises :class:`AudioError` with the reason.
     """
     try:
         with _open(path, name) as fh:
             original_sr = int(fh.samplerate)
+            if original_sr > MAX_SAMPLE_RATE_HZ:
+                raise AudioError(
+                    name,
+                    f"sample rate {original_sr} Hz is above the {MAX_SAMPLE_RATE_HZ} Hz "
+                    "accepted; resample the file (e.g. sox IN -r 4000 OUT)",
+                )
             if fh.frames == 0:
                 raise AudioError(name, "no audio samples (header only)")
-            if fh.frames > 0 and max_duration_s is not None:
-                _check_duration(name, fh.frames / original_sr, 0.0, max_duration_s)
-            try:
-                data = fh.read(dtype="float32", always_2d=True)
-            except (sf.SoundFileError, RuntimeError) as exc:
-                raise AudioError(name, f"cannot decode samples: {exc}") from None
+            promised = promised_frames(fh)
+            if promised > 0 and max_duration_s is not None:
+                _check_duration(name, promised / original_sr, 0.0, max_duration_s)
+            state = _decode(fh, name, sample_rate, promised)
     except OSError as exc:  # permission denied, I/O error on a network share
-        raise AudioError(name, f"cannot read: {exc}") from None
-    if data.shape[0] == 0:
+        raise AudioError(name, os_error_reason(exc)) from None
+    frames = state.frames
+    if frames == 0:
         raise AudioError(name, "no audio samples could be read (truncated data)")
-    if not np.isfinite(data.sum(dtype=np.float64)):
-        n_bad = int(np.count_nonzero(~np.isfinite(data)))
-        raise AudioError(name, f"{n_bad} of {data.size} samples are NaN or infinite")
-    samples = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-    if float(samples.max() - samples.min()) < SILENCE_PEAK_TO_PEAK:
-        raise AudioError(name, f"digital silence: all {len(samples)} samples are equal")
-    _check_duration(name, len(samples) / original_sr, min_duration_s, max_duration_s)
-    if sample_rate != original_sr:
-        samples = soxr.resample(
-            np.asarray(samples, dtype=np.float32), original_sr, sample_rate, quality="HQ"
-        ).astype(np.float32, copy=False)
-    return np.ascontiguousarray(samples, dtype=np.float32)
+    if frames < promised:
+        raise AudioError(
+            name,
+            f"truncated: the header promises {promised / original_sr:.4g} s ({promised} "
+            f"samples), the file holds {frames / original_sr:.4g} s ({frames}); copy the "
+            "file again from its source (or re-save it to use the part that is there)",
+        )
+    if state.n_bad:
+        raise AudioError(name, f"{state.n_bad} of {state.n_values} samples are NaN or infinite")
+    duration_s = frames / original_sr
+    _check_duration(name, duration_s, min_duration_s, None)
+    if frames < 2:
+        raise AudioError(name, f"too short: a single sample ({duration_s:.3g} s)")
+    if state.high - state.low < SILENCE_PEAK_TO_PEAK:
+        raise AudioError(name, f"digital silence: all {frames} samples are equal")
+    _check_duration(name, duration_s, 0.0, max_duration_s)
+    return np.ascontiguousarray(state.out[: state.n_out], dtype=np.float32)
 
 
 # --- chunking (as stetho.data.audio.chunk and stetho.scoring.chunking.recording_chunks) ---
@@ -175,15 +332,46 @@ def recording_chunks(x: np.ndarray, *, sample_rate: int, prep: dict[str, Any]) -
 # --- inputs -------------------------------------------------------------------------------
 
 
+def _may_be_audio(name: str) -> bool:
+    suffix = Path(name).suffix.lower()
+    return suffix in AUDIO_EXTENSIONS or suffix == ""
+
+
 def iter_audio_files(root: Path) -> list[Path]:
-    """Audio files under ``root`` (recursive, sorted, hidden entries skipped)."""
-    found = []
-    for path in root.rglob("*"):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
+    """Audio files under ``root`` (recursive, sorted, hidden entries skipped), as
+    stetho.data.audio.iter_audio_files: links to folders are followed except a loop; broken
+    links (dangling, loops) with an audio suffix or none are listed, so that each gets its
+    reason in the ``error`` column."""
+    found: list[Path] = []
+    pending: list[tuple[Path, tuple[str, ...]]] = [(root, (os.path.realpath(root),))]
+    while pending:
+        folder, ancestors = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            print(
+                f"warning: {folder}: folder not searched: {os_error_reason(exc)}", file=sys.stderr
+            )
             continue
-        if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file():
-            found.append(path)
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            if entry.is_symlink():
+                try:
+                    os.stat(entry.path)
+                except OSError:  # dangling, or a loop of links
+                    if _may_be_audio(entry.name):
+                        found.append(path)
+                    continue
+            if entry.is_dir():
+                real = os.path.realpath(entry.path)
+                if real in ancestors:
+                    found.append(path)  # read_audio names it a link loop
+                    continue
+                pending.append((path, (*ancestors, real)))
+            elif entry.name.lower().endswith(AUDIO_EXTENSIONS) and entry.is_file():
+                found.append(path)
     return sorted(found)
 
 
@@ -499,14 +687,86 @@ def write_rows(rows: Sequence[dict[str, Any]], columns: list[str], out: Path) ->
         data = text.getvalue().encode("utf-8")
     else:
         raise UsageError(f"{out}: unsupported table format {suffix!r}; use .csv or .parquet")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    atomic_write(out, data)
+
+
+#: Temporaries are named ``.<target>.<host>-<pid>.<random>.stetho.tmp`` (as stetho.io): the
+#: next writer into the folder removes those whose process is gone (a killed run's).
+TEMP_SUFFIX = ".stetho.tmp"
+_TEMP_NAME = re.compile(
+    r"^\.(?P<target>.+)\.(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)\.[A-Za-z0-9_]+"
+    + re.escape(TEMP_SUFFIX)
+    + "$"
+)
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:24] or "host"
+
+
+def _process_gone(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove this host's temporaries in ``folder`` whose process is gone; say so."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match is None or match["host"] != _host() or not _process_gone(int(match["pid"])):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError as exc:
+            print(f"warning: {entry.path}: cannot remove a leftover: {exc}", file=sys.stderr)
+            continue
+        removed.append(Path(entry.path))
+    if removed:
+        names = ", ".join(p.name for p in removed)
+        print(
+            f"warning: {folder}: removed {len(removed)} leftover temporary file(s) of a killed "
+            f"run: {names}",
+            file=sys.stderr,
+        )
+    return removed
+
+
+def atomic_write(out: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary sibling of ``out``, then rename it over ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{out.name}.{_host()}-{os.getpid()}.", suffix=TEMP_SUFFIX, dir=out.parent
+    )
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def main(argv: Sequence[str] | None = None) -> int:
