@@ -206,7 +206,7 @@ def _readme(run: Run, prep: dict[str, Any]) -> str:
         f"{prep['max_inference_chunk_seconds']:g} s when longer"
     )
     values = {
-        "run": run.path.name.removesuffix(".partial"),
+        "run": RunFolder(run.path).name,
         "classes": ", ".join(f"`{c}`" for c in run.classes),
         "folds": ", ".join(str(k) for k in run.folds),
         "sample_rate": str(prep["sample_rate"]),

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,8 +48,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from stetho.data.audio import AudioError, AudioSource, DecodeError, iter_audio_files, read_audio
+from stetho.data.manifest import compile_patient_regex
 from stetho.data.readers import TABLE_SUFFIXES
-from stetho.data.readers.table import table_audio_paths
+from stetho.data.readers.table import find_audio_column, load_table, table_audio_paths
 from stetho.decision import Calibration, DecisionRule
 from stetho.decision.patients import Aggregation, patient_decisions
 from stetho.decision.shift import estimate_priors, shift_indicator
@@ -450,14 +450,14 @@ def patients_from_inputs(
     if (column is None) == (regex is None):
         raise ValueError("give exactly one of --patient-column and --patient-regex")
     if regex is not None:
-        try:
-            pattern = re.compile(regex)
-        except re.error as exc:
-            raise ValueError(f"--patient-regex {regex!r}: {exc}") from None
+        # The same rule as training's --patient-regex (a group named patient, else the one
+        # group); an unmatched name here is a recording of its own, not an error.
+        pattern = compile_patient_regex(regex)
+        group: str | int = "patient" if "patient" in pattern.groupindex else 1
         out: list[str | None] = []
         for item in items:
             m = pattern.search(Path(item.path).name)
-            out.append(None if m is None else (m.group(1) if m.groups() else m.group(0)))
+            out.append(m.group(group) or None if m is not None else None)
         return out
     by_path: dict[str, str | None] = {}
     tables = [Path(os.fspath(i)) for i in inputs]
@@ -465,22 +465,15 @@ def patients_from_inputs(
     if not tables:
         raise ValueError("--patient-column needs a table among the inputs (csv/tsv/parquet)")
     for table in tables:
-        df = _read_table(table)
+        df = load_table(table, as_text=True)
         if column not in df.columns:
             raise ValueError(
                 f"{table}: no column {column!r} for --patient-column; it has {list(df.columns)}"
             )
-        path_col = next(c for c in PATH_COLUMNS if c in df.columns)
+        path_col = find_audio_column(df, table)
         for path, pid in zip(df[path_col], df[column], strict=True):
             by_path[str(path)] = None if pd.isna(pid) or str(pid) == "" else str(pid)
     return [by_path.get(item.path) for item in items]
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    sep = "\t" if path.suffix.lower() == ".tsv" else ","
-    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
 
 
 def patient_table(

@@ -59,6 +59,7 @@ from stetho.decision import DecisionRule
 from stetho.scoring.backends import Scorer, load_scorer, score_wave
 from stetho.scoring.core import Acceptance, Scored
 from stetho.serve.schemas import (
+    Detail,
     ErrorResponse,
     HealthResponse,
     HeartAnalysis,
@@ -348,7 +349,7 @@ def _build_router() -> APIRouter:
             abnormal=decision.abnormal,
             outcome=decision.outcome,
             analysis=HeartAnalysis.model_validate(scored.analysis or {}),
-            detail=scored.detail,
+            detail=None if scored.detail is None else Detail.model_validate(scored.detail),
             elapsed_ms=round((time.perf_counter() - t0) * 1000, 1),
         )
         probs = {f"prob_{c}": p for c, p in scored.prob_dict(classes).items()}
@@ -416,8 +417,8 @@ def create_app(
         redoc_url=None,
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK_BYTES)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.exception_handler(StarletteHTTPException)(_http_error)
+    app.exception_handler(RequestValidationError)(_validation_error)
     app.include_router(_build_router())
 
     @app.get("/health", response_model=HealthResponse, tags=["service"])

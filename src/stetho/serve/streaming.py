@@ -34,7 +34,7 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -389,7 +389,7 @@ async def run_stream(
             await websocket.close(CLOSE_INTERNAL, "internal error while scoring")
 
 
-async def _receive(websocket: WebSocket, timeout_s: float) -> dict[str, Any]:
+async def _receive(websocket: WebSocket, timeout_s: float) -> MutableMapping[str, Any]:
     try:
         message = await asyncio.wait_for(websocket.receive(), timeout=timeout_s)
     except TimeoutError:
