@@ -27,18 +27,23 @@ from stetho.runs import CONFIG, MODEL, fold_dir, load_run, save_model
 from stetho.runs.folder import RunFolder
 from stetho.training.experiment import run_experiment
 
-TINY_OVERRIDES = [
-    "training.epochs=1",
-    "training.warmup_epochs=0",
-    "training.learning_rate=0.01",
+#: What makes a run tiny: a narrow net, 2 folds, 2 s chunks, no after-training steps. Test
+#: modules add only what their test is about (epochs, learning rate, threads, ...).
+TINY_BASE = [
     "architecture.width=8",
     "dataset.number_of_folds=2",
     "audio.training_chunk_seconds=2",
     "prediction.inference_chunk_seconds=2",
-    "training.batch_size=4",
-    "training.evaluation_epochs=1",
     "training.build_scoring_pipelines=false",
     "training.run_interpretations=false",
+]
+TINY_OVERRIDES = [
+    *TINY_BASE,
+    "training.epochs=1",
+    "training.warmup_epochs=0",
+    "training.learning_rate=0.01",
+    "training.batch_size=4",
+    "training.evaluation_epochs=1",
 ]
 
 #: Training recordings are written at 4 kHz (the model runs at 2 kHz: resampling is exercised).
@@ -84,13 +89,8 @@ def write_training_folder(root: Path) -> Path:
 
 #: The service tests' run: tiny, but trained on real set_b recordings (6 normal + 6 murmur).
 MISSION_RUN_OVERRIDES = [
+    *TINY_BASE,
     "training.epochs=1",
-    "architecture.width=8",
-    "dataset.number_of_folds=2",
-    "audio.training_chunk_seconds=2",
-    "prediction.inference_chunk_seconds=2",
-    "training.build_scoring_pipelines=false",
-    "training.run_interpretations=false",
     # The rule the service tests read: no calibration, abnormal at probability_threshold 0.5.
     "prediction.calibration=none",
     "prediction.probability_threshold=0.5",

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import torch
+from fixtures_runs import TINY_BASE
 from typer.testing import CliRunner
 
 from stetho.config import load_config
@@ -46,13 +47,10 @@ SECTIONS = (
     "environment",
 )
 OVERRIDES = [
+    *TINY_BASE,
     "training.epochs=2",
     "training.evaluation_epochs=1",
     "training.batch_size=4",
-    "architecture.width=8",
-    "dataset.number_of_folds=2",
-    "audio.training_chunk_seconds=2",
-    "prediction.inference_chunk_seconds=2",
     "training.run_interpretations=true",
     "logging.number_of_audios=2",
 ]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,6 @@ import soxr
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from stetho.config import load_config
 from stetho.decision import DecisionRule
 from stetho.scoring.core import Acceptance
 from stetho.serve import ServeSettings, create_app
@@ -30,17 +28,6 @@ from stetho.serve.streaming import (
     decode_frame,
     parse_text,
 )
-from stetho.training.experiment import run_experiment
-
-OVERRIDES = [
-    "training.epochs=1",
-    "architecture.width=8",
-    "dataset.number_of_folds=2",
-    "audio.training_chunk_seconds=2",
-    "prediction.inference_chunk_seconds=2",
-    "training.build_scoring_pipelines=false",
-    "training.run_interpretations=false",
-]
 
 # --- pure parts ---------------------------------------------------------------------------
 
@@ -143,16 +130,9 @@ def test_webhook_posts_in_the_background_and_survives_failures(
 
 
 @pytest.fixture(scope="module")
-def run_dir(mission_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny run trained on 6 normal and 6 murmur set_b recordings."""
-    base = tmp_path_factory.mktemp("stream")
-    for label in ("normal", "murmur"):
-        (base / "data" / label).mkdir(parents=True)
-        for src in sorted((mission_dir / "set_b").glob(f"{label}__*.wav"))[:6]:
-            shutil.copy(src, base / "data" / label / src.name)
-    out = base / "run"
-    run_experiment(load_config(None, OVERRIDES), out_dir=out, data=base / "data", progress=False)
-    return out
+def run_dir(mission_run: Path) -> Path:
+    """A tiny run trained on 6 normal and 6 murmur set_b recordings (shared fixture)."""
+    return mission_run
 
 
 @pytest.fixture(scope="module")

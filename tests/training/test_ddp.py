@@ -12,20 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from fixtures_runs import beats
+from fixtures_runs import TINY_BASE, beats
 
 from stetho.config import load_config
 from stetho.training.experiment import run_experiment
 
 TINY = [
-    "architecture.width=8",
-    "dataset.number_of_folds=2",
-    "audio.training_chunk_seconds=2",
-    "prediction.inference_chunk_seconds=2",
+    *TINY_BASE,
     "training.epochs=12",
     "training.learning_rate=0.01",
-    "training.build_scoring_pipelines=false",
-    "training.run_interpretations=false",
     "environment.threads=1",
 ]
 

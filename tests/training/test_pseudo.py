@@ -9,23 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from fixtures_runs import beats
+from fixtures_runs import TINY_BASE, beats
 
 from stetho.config import load_config
 from stetho.training.experiment import run_experiment
 from stetho.training.pseudo import candidates_for_fold, select_pseudo_labels, soft_targets
 
 TINY = [
-    "architecture.width=8",
-    "dataset.number_of_folds=2",
-    "audio.training_chunk_seconds=2",
-    "prediction.inference_chunk_seconds=2",
+    *TINY_BASE,
     "training.batch_size=2",
     "training.epochs=8",
     "training.learning_rate=0.01",
     "environment.threads=1",
-    "training.build_scoring_pipelines=false",
-    "training.run_interpretations=false",
 ]
 
 

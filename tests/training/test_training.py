@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from conftest import WORKSPACE
-from fixtures_runs import beats
+from fixtures_runs import TINY_BASE, beats
 
 from stetho.config import load_config
 from stetho.runs import load_run, partial_dir
@@ -21,16 +21,11 @@ from stetho.training.experiment import run_experiment
 REFERENCE = WORKSPACE / "shared" / "reference" / "hydrogen_torch_heartbeat.yaml"
 
 TINY = [
-    "architecture.width=8",
-    "dataset.number_of_folds=2",
-    "audio.training_chunk_seconds=2",
-    "prediction.inference_chunk_seconds=2",
+    *TINY_BASE,
     "training.batch_size=4",
     "training.epochs=6",
     "training.learning_rate=0.01",
     "training.evaluation_epochs=1",
-    "training.build_scoring_pipelines=false",
-    "training.run_interpretations=false",
 ]
 
 

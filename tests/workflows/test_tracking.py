@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from fixtures_runs import TINY_BASE
 from typer.testing import CliRunner
 
 from stetho.cli import app
@@ -17,15 +18,10 @@ from stetho.config import load_config
 from stetho.workflows.tracking import NEPTUNE_MISSING, epoch_metrics, flat_params
 
 TINY = [
-    "architecture.width=8",
-    "dataset.number_of_folds=2",
-    "audio.training_chunk_seconds=2",
-    "prediction.inference_chunk_seconds=2",
+    *TINY_BASE,
     "training.batch_size=4",
     "training.epochs=3",
     "training.learning_rate=0.01",
-    "training.build_scoring_pipelines=false",
-    "training.run_interpretations=false",
     "environment.threads=1",
 ]
 

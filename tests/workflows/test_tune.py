@@ -16,19 +16,15 @@ import optuna
 import pytest
 import soundfile as sf
 from conftest import REPO
+from fixtures_runs import TINY_BASE
 
 from stetho.config import ConfigError, load_config
 from stetho.workflows.tune import load_search_space, parse_search_space, pruning_reporter, tune
 
 TINY = [
-    "architecture.width=8",
-    "dataset.number_of_folds=2",
-    "audio.training_chunk_seconds=2",
-    "prediction.inference_chunk_seconds=2",
+    *TINY_BASE,
     "training.batch_size=4",
     "training.epochs=4",
-    "training.build_scoring_pipelines=false",
-    "training.run_interpretations=false",
     "environment.threads=1",
 ]
 SPACE = """
