@@ -158,8 +158,11 @@ def test_probabilities_are_fold_mean_of_chunk_mean(run, scoring_folder, folder_p
     for name in ("a_normal.wav", "d_stereo44k.wav", "e_short_ok.wav", "sub/z_long.wav"):
         expected, shape = _manual_probs(run, scoring_folder / name)
         got = folder_preds.set_index("path").loc[str(scoring_folder / name)]
+        # float32 convolutions batched differently sum in another order: a few 1e-6 apart,
+        # more or less with the thread count. 1e-5 is the project's parity tolerance, and
+        # still far below the spread between recordings (> 0.05) that the run gives.
         np.testing.assert_allclose(
-            got[["prob_murmur", "prob_normal"]].to_numpy(float), expected, atol=1e-6
+            got[["prob_murmur", "prob_normal"]].to_numpy(float), expected, atol=1e-5
         )
     # z_long: 11.7 s at 2 s chunks -> 5 full chunks + a 1.7 s tail (>= half a chunk) = 6.
     assert _manual_probs(run, scoring_folder / "sub/z_long.wav")[1] == (6, 4000)
