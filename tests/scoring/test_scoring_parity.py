@@ -1,7 +1,8 @@
-"""One model, one decision: ``predict``, the service, Dask, the metrics' abnormal rule and the
-exported ``score.py`` give the same probabilities and decisions on real mission recordings,
-under a CrossEntropy run, a BCE run, a hand-written rule with calibration and an abstain
-band, and a rule fitted by the library (stetho calibrate) with both."""
+"""One model, one decision: ``predict``, the service (uploads and the live stream), Dask, the
+metrics' abnormal rule and the exported ``score.py`` give the same probabilities and decisions
+on real mission recordings, under a CrossEntropy run, a BCE run, a hand-written rule with
+calibration and an abstain band, and a rule fitted by the library (stetho calibrate) with
+both."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import fixtures_runs
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
 from fastapi.testclient import TestClient
 
 from stetho.decision import Calibration, DecisionRule
@@ -107,6 +109,9 @@ def _all_paths(run_dir: Path, recordings: Path, tmp_path: Path, *, dask: bool) -
             row["outcome"],
         )
 
+    # The live stream: the first chunk of each recording as one window, sent at the model's
+    # rate (nothing to resample), against predict on that same chunk.
+    _check_stream(run_dir, run, df.loc[ok, "path"].tolist(), tmp_path / "stream")
     # Dask, on an in-process cluster.
     if dask:
         from distributed import Client
@@ -154,6 +159,44 @@ def _all_paths(run_dir: Path, recordings: Path, tmp_path: Path, *, dask: bool) -
     got["error"] = got["error"].fillna("")
     _check_same(df, got, ONNX)
     return df
+
+
+def _check_stream(run_dir: Path, run, paths: list[str], folder: Path) -> None:
+    folder.mkdir()
+    sr = run.sample_rate
+    chunk = float(run.config.prediction.inference_chunk_seconds)
+    n = round(chunk * sr)
+    waves = {p: _wave(run, p)[:n] for p in paths}
+    waves = {p: w for p, w in waves.items() if len(w) == n}
+    assert len(waves) >= 4
+    files = []
+    for i, w in enumerate(waves.values()):
+        files.append(folder / f"chunk{i:02d}.wav")
+        sf.write(files[-1], w, sr, subtype="FLOAT")
+    expected = predict_files(run, collect_inputs(files), progress=False)
+    settings = ServeSettings(model_path=run_dir, min_duration_s=0.5, max_duration_s=600.0)
+    start = {"type": "start", "sample_rate": sr, "encoding": "float32_le"}
+    start |= {"window_seconds": chunk, "hop_seconds": chunk}
+    with TestClient(create_app(settings)) as client:
+        for w, (_, row) in zip(waves.values(), expected.iterrows(), strict=True):
+            with client.websocket_connect("/v1/stream") as ws:
+                ws.send_text(json.dumps(start))
+                assert ws.receive_json()["type"] == "ready"
+                ws.send_bytes(w.astype("<f4").tobytes())
+                ws.send_text('{"type": "stop"}')
+                messages = []
+                while (m := ws.receive_json())["type"] != "end":
+                    messages.append(m)
+            (window,) = [m for m in messages if m["type"] == "prediction"]
+            np.testing.assert_allclose(
+                [window["probs"][c] for c in CLASSES], row[PROBS].to_numpy(float), atol=SAME
+            )
+            assert window["abnormal_prob"] == pytest.approx(row["abnormal_prob"], abs=SAME)
+            assert (window["label"], window["abnormal"], window["outcome"]) == (
+                row["label"],
+                bool(row["abnormal"]),
+                row["outcome"],
+            )
 
 
 def _wave(run, path: str) -> np.ndarray:
