@@ -117,6 +117,20 @@ def mission_run(mission_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return _CACHE["mission"]
 
 
+@pytest.fixture(scope="module")
+def two_class_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 recordings per class in class subfolders at 2 kHz: low (60 Hz) vs high (400 Hz)
+    bursts, a difference a tiny model learns in a few epochs; read-only."""
+    root = tmp_path_factory.mktemp("two_class")
+    rng = np.random.default_rng(0)
+    for label, hz in (("normal", 60.0), ("murmur", 400.0)):
+        (root / label).mkdir()
+        for i in range(12):
+            wave = beats(rng, 2000, 3.0, tone_hz=hz, amplitude=1.0)
+            sf.write(root / label / f"{label}_{i:02d}.wav", wave, 2000)
+    return root
+
+
 def _train(base: Path) -> Path:
     data = write_training_folder(base / "data")
     out = base / "run"

@@ -16,9 +16,9 @@ import fixtures_runs
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, WORKSPACE
+from conftest import CHROMIUM, CHROMIUM_ARGS, REPO, WORKSPACE
+from shared_data import circor_slice, needs_circor, needs_physionet, physionet_slice
 from sklearn.metrics import confusion_matrix, roc_auc_score
-from test_readers_shared import circor_slice, needs_circor, needs_physionet, physionet_slice
 from typer.testing import CliRunner
 
 from stetho.cli import app
@@ -38,7 +38,6 @@ CIRCOR_MAP = "present=abnormal,absent=normal,unknown=-"
 one_torch_thread = fixtures_runs.one_torch_thread
 tiny_run = fixtures_runs.tiny_run
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -340,15 +339,14 @@ def test_train_cli_patient_regex_reaches_the_run_manifest(make_wav, tmp_path: Pa
 
 @needs_physionet
 @pytest.mark.browser
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="no chromium binary (apt-get install chromium)")
 def test_evaluation_page_opens_cleanly_in_chromium(physionet_eval: Path) -> None:
-    from test_report_browser import ARGS
 
     sync_api = pytest.importorskip("playwright.sync_api")
     errors: list[str] = []
     remote: list[str] = []
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -38,14 +38,9 @@ BURST_S = (0.8, 1.1)
 BURST_HZ = 280.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run ~100x faster on one thread than on two when other processes share the
-    two cores (OpenMP workers wait on each other); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: Tiny models run ~100x faster on one thread than on two when other processes share the two
+#: cores (the shared fixture restores the count afterwards).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def synth(rng: np.random.Generator, *, burst: bool) -> np.ndarray:

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-import torch
 from fixtures_runs import TINY_BASE
 from typer.testing import CliRunner
 
@@ -56,14 +55,9 @@ OVERRIDES = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run ~100x faster on one thread than on two when other processes share the
-    two cores (OpenMP workers wait on each other); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: Tiny models run ~100x faster on one thread than on two when other processes share the two
+#: cores (the shared fixture restores the count afterwards).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_dataset(root: Path, *, n_per_class: int = 6, seed: int = 0) -> Path:

@@ -7,31 +7,20 @@ installed (CI installs one: ``apt-get install chromium``).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import CHROMIUM, CHROMIUM_ARGS
 
 from stetho.config import load_config
 from stetho.explain import interpretations_hook
 from stetho.report import report_hook
 from stetho.training.experiment import run_experiment
 
-pytestmark = pytest.mark.browser
+#: One torch thread: tiny models run ~100x faster so when other processes share the cores.
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("one_torch_thread")]
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
+ARGS = [*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"]
 HEADINGS = (
     "Summary",
     "Warnings",
@@ -50,16 +39,6 @@ HEADINGS = (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run ~100x faster on one thread than on two when other processes share the
-    two cores (OpenMP workers wait on each other); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from test_report import OVERRIDES, write_dataset
@@ -75,13 +54,13 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "run" / "report.html"
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="no chromium binary (apt-get install chromium)")
 def test_report_opens_cleanly_in_chromium(report: Path, tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     errors: list[str] = []
     remote: list[str] = []
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda exc: errors.append(str(exc)))

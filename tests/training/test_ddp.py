@@ -6,13 +6,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import soundfile as sf
-from fixtures_runs import TINY_BASE, beats
+from fixtures_runs import TINY_BASE
 
 from stetho.config import load_config
 from stetho.training.experiment import run_experiment
@@ -23,22 +21,6 @@ TINY = [
     "training.learning_rate=0.01",
     "environment.threads=1",
 ]
-
-
-@pytest.fixture(scope="module")
-def two_class_folder(tmp_path_factory) -> Path:
-    """12 recordings per class in class subfolders: low (60 Hz) vs high (400 Hz) bursts."""
-    root = tmp_path_factory.mktemp("ddp")
-    rng = np.random.default_rng(0)
-    for label, hz in (("normal", 60.0), ("murmur", 400.0)):
-        (root / label).mkdir()
-        for i in range(12):
-            sf.write(
-                root / label / f"{label}_{i:02d}.wav",
-                beats(rng, 2000, 3.0, tone_hz=hz, amplitude=1.0),
-                2000,
-            )
-    return root
 
 
 @pytest.mark.slow

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
 from conftest import WORKSPACE
-from fixtures_runs import TINY_BASE, beats
+from fixtures_runs import TINY_BASE
 
 from stetho.config import load_config
 from stetho.runs import load_run, partial_dir
@@ -27,22 +26,6 @@ TINY = [
     "training.learning_rate=0.01",
     "training.evaluation_epochs=1",
 ]
-
-
-@pytest.fixture(scope="module")
-def two_class_folder(tmp_path_factory) -> Path:
-    """12 recordings per class in class subfolders: low (60 Hz) vs high (400 Hz) bursts."""
-    root = tmp_path_factory.mktemp("synthetic")
-    rng = np.random.default_rng(0)
-    for label, hz in (("normal", 60.0), ("murmur", 400.0)):
-        (root / label).mkdir()
-        for i in range(12):
-            sf.write(
-                root / label / f"{label}_{i:02d}.wav",
-                beats(rng, 2000, 3.0, tone_hz=hz, amplitude=1.0),
-                2000,
-            )
-    return root
 
 
 def test_learns_a_known_difference(two_class_folder, tmp_path):
