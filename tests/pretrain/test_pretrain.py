@@ -343,3 +343,17 @@ def test_cli_pretrains_and_refuses_the_mission_set(tmp_path: Path) -> None:
         app, ["pretrain", "--source", str(mission), "--out", str(tmp_path / "m"), "--steps", "1"]
     )
     assert refused.exit_code == 2 and "mission set" in refused.output
+
+
+def test_unknown_packaged_backbone_name_lists_the_shipped_ones() -> None:
+    from stetho.models import create_model
+    from stetho.models.pretrained import packaged_backbones
+
+    cfg = resolve_config(
+        Config.model_validate(
+            {"architecture": {"backbone": "heartnet", "pretrained_weights": "stetho:nope"}}
+        )
+    )[0]
+    shipped = ", ".join(f"stetho:{n}" for n in packaged_backbones()) or "none"
+    with pytest.raises(ValueError, match=f"ships no backbone 'nope'; shipped: {shipped}"):
+        create_model(cfg, 2)

@@ -26,6 +26,11 @@ from stetho.models.registry import get_backbone_fn
 
 FORMAT = "stetho-pretrained-backbone/1"
 
+#: ``architecture.pretrained_weights: stetho:NAME`` names a backbone shipped in stetho's
+#: ``models/weights/NAME.safetensors`` (its model card is ``NAME.md`` beside it).
+PACKAGED_PREFIX = "stetho:"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
 #: Front-end metadata key -> AudioConfig field.
 FRONTEND_KEYS = {
     "sample_rate": "sample_rate",
@@ -82,8 +87,38 @@ def save_pretrained_backbone(
         save_file(state, str(tmp), metadata=metadata)
 
 
+def packaged_backbones() -> list[str]:
+    """Names of the backbones shipped with stetho (``stetho:NAME``)."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+
+
+def resolve_backbone_path(path: str | Path) -> Path:
+    """``stetho:NAME`` -> the packaged file; any other value is a path, returned as is.
+
+    An unknown packaged name is a ``ValueError`` that lists the shipped ones.
+    """
+    text = str(path)
+    if not text.startswith(PACKAGED_PREFIX):
+        return Path(path)
+    name = text[len(PACKAGED_PREFIX) :]
+    shipped = packaged_backbones()
+    if name not in shipped:
+        raise ValueError(
+            f"architecture.pretrained_weights={text!r}: stetho ships no backbone {name!r}; "
+            f"shipped: {', '.join(PACKAGED_PREFIX + n for n in shipped) or 'none'} "
+            "(or give the path of a file written by `stetho pretrain`)"
+        )
+    return WEIGHTS_DIR / f"{name}.safetensors"
+
+
 def is_pretrained_backbone(path: str | Path) -> bool:
-    """Whether ``path`` is a stetho pretrained-backbone file (by its metadata, not its name)."""
+    """Whether ``path`` is a stetho pretrained-backbone file (by its metadata, not its name).
+
+    A ``stetho:NAME`` value always counts as one, so that an unknown name fails with the list
+    of shipped backbones instead of reaching another loader.
+    """
+    if str(path).startswith(PACKAGED_PREFIX):
+        return True
     try:
         read_metadata(path)
     except ArtifactError:
@@ -92,8 +127,9 @@ def is_pretrained_backbone(path: str | Path) -> bool:
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata of a pretrained backbone file; :class:`ArtifactError` if unusable."""
-    path = Path(path)
+    """The metadata of a pretrained backbone file (or ``stetho:NAME``); :class:`ArtifactError`
+    if unusable."""
+    path = resolve_backbone_path(path)
     remedy = "pretrain a backbone with `stetho pretrain` or name the right file"
     if not path.is_file():
         raise ArtifactError(path, "no such pretrained backbone file", remedy)
@@ -146,8 +182,10 @@ def load_pretrained_backbone(
     front-end value must match the file's (:class:`FrontEndMismatchError` otherwise, naming
     both values). ``width`` defaults to the file's; a different backbone name or width is a
     :class:`PretrainedMismatchError`. Unreadable files raise :class:`~stetho.io.ArtifactError`.
-    Loading runs no code from the file (safetensors).
+    Loading runs no code from the file (safetensors). ``path`` may be ``stetho:NAME``, a
+    backbone shipped with stetho (:func:`packaged_backbones`).
     """
+    path = resolve_backbone_path(path)
     metadata = read_metadata(path)
     if metadata["backbone"] != backbone:
         raise PretrainedMismatchError(
