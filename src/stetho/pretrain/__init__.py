@@ -6,7 +6,7 @@
 ``encoder``     front end -> backbone -> pooling, the network being pretrained
 ``loop``        budgeted, seeded, resumable loop writing the run folder
 ``resume``      the tensors-only resume checkpoint
-``folder``      the run folder's artifact paths
+``stetho.runs.folder.PretrainFolder``  the run folder's artifact paths
 ``stetho.models.pretrained``  the backbone file format (safetensors + front-end metadata)
 
 See ``docs/pretraining.md``.

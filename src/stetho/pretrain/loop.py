@@ -21,7 +21,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,6 @@ from stetho.io import append_jsonl, atomic_write_json
 from stetho.models.pretrained import save_pretrained_backbone
 from stetho.pretrain.data import PretrainBatches, Source, load_sources, source_summary
 from stetho.pretrain.encoder import Encoder, build_backbone
-from stetho.pretrain.folder import PretrainFolder
 from stetho.pretrain.objective import ObjectiveConfig, PretrainObjective, tasks_of
 from stetho.pretrain.resume import (
     check_resume,
@@ -46,6 +44,8 @@ from stetho.pretrain.resume import (
     trim_losses,
 )
 from stetho.pretrain.views import DeviceViewConfig
+from stetho.runs.environment import package_versions
+from stetho.runs.folder import PretrainFolder
 
 logger = logging.getLogger(__name__)
 
@@ -119,12 +119,7 @@ class PretrainResult:
 
 
 def environment_info(config: PretrainConfig, device: torch.device) -> dict[str, Any]:
-    versions: dict[str, str | None] = {}
-    for pkg in PACKAGES:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
+    versions = package_versions(PACKAGES)
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),

@@ -20,7 +20,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from stetho.features.rhythm import rhythm_extras
 from stetho.io import atomic_write_json, atomic_write_text, write_table
 from stetho.metrics import classification_metrics, metrics_by_group
 from stetho.runs import save_model
+from stetho.runs.environment import package_versions
 from stetho.runs.folder import RunFolder
 from stetho.training import distributed
 from stetho.training.callbacks import TrainingCallback
@@ -81,12 +81,7 @@ class ExperimentResult:
 
 
 def environment_info(config: Config, device: torch.device) -> dict[str, Any]:
-    versions: dict[str, str | None] = {}
-    for pkg in PACKAGES:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
+    versions = package_versions(PACKAGES)
     try:
         commit = (
             subprocess.run(
