@@ -139,7 +139,10 @@ def test_killed_study_resumes_from_storage(folder, tmp_path):
     assert [t.state.name for t in study.trials] == ["COMPLETE", "RUNNING"]
     first_value = study.trials[0].value
 
-    time.sleep(2.5)  # the killed trial's heartbeat (1 s) goes stale after 2 s
+    # The killed trial's heartbeat (1 s) goes stale after a 2 s grace period; wait well past it,
+    # or on a loaded machine the next trial starts before the dead one counts as stale and its
+    # retry comes one trial later.
+    time.sleep(4.5)
     config = load_config(base)
     result = tune(
         config,
