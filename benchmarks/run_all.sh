@@ -9,3 +9,8 @@ $py benchmarks/bench_scoring.py --run benchmarks/out/default
 $py benchmarks/bench_serve.py benchmarks/out/default --pipeline --scenario 1:0 --scenario 16:0 --scenario 16:1
 $py benchmarks/bench_pseudo_ddp.py
 $py benchmarks/bench_pcg.py
+$py benchmarks/bench_decisions.py benchmarks/out/default
+$py benchmarks/bench_audio_memory.py --one-shot
+$py benchmarks/bench_serve_soak.py --minutes 10 --seconds 5 10 20
+# Pretraining and its probe (issue #12) are run by hand: benchmarks/results/pretrain.md has
+# the commands, and they want a quiet machine or a GPU.
