@@ -82,25 +82,67 @@ def _epoch_seed(seed: int, fold: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, fold, epoch + 1]).generate_state(1)[0])
 
 
-def train_fold(
-    config: ResolvedConfig,
-    *,
-    classes: list[str],
-    data: FoldData,
-    fold: int,
-    checkpoint: Path,
-    callbacks: Sequence[TrainingCallback] = (),
-    progress: bool = True,
-) -> FoldResult:
-    """Train one fold, keeping its state between epochs in ``checkpoint`` (continued from
-    there when it exists: ``--resume``).
+@dataclass
+class _FoldRun:
+    """Everything one fold's epochs share: the model and its optimiser, the data and its
+    sampler, the step schedule, and the state a checkpoint carries between epochs."""
 
-    Under torchrun every rank calls this; only rank 0's result holds validation predictions
-    and only rank 0 calls the ``callbacks``.
-    """
+    config: ResolvedConfig
+    classes: list[str]
+    data: FoldData
+    fold: int
+    device: torch.device
+    model: HeartSoundClassifier
+    net: Any
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    class_weights: torch.Tensor | None
+    dataset: ChunkDataset
+    sampler: DistributedSampler[int] | None
+    batch_size: int
+    drop_last: bool
+    total_steps: int
+    warmup_steps: int
+    amp: bool
+    step: int = 0
+    best_score: float = -np.inf
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch: int = -1
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def state(self, epoch: int) -> dict[str, Any]:
+        """What :func:`save_checkpoint` stores after ``epoch`` (0-based)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "step": self.step,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
+            "history": self.history,
+        }
+
+    def restore(self, ckpt: dict[str, Any]) -> int:
+        """Continue from a checkpoint's state; returns the first epoch still to train."""
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.step = int(ckpt["step"])
+        self.best_score, self.best_epoch = float(ckpt["best_score"]), int(ckpt["best_epoch"])
+        self.best_state = ckpt.get("best_state")
+        self.history = [dict(h) for h in ckpt["history"]]
+        return int(ckpt["epoch"]) + 1
+
+
+def _setup_fold(
+    config: ResolvedConfig, *, classes: list[str], data: FoldData, fold: int
+) -> _FoldRun:
+    """Build the fold's model, optimiser, data and schedule, seeded as the fold's epoch -1."""
     tcfg = config.training
     device = select_device(config)
-    world, main = distributed.world_size(), distributed.is_main()
+    world = distributed.world_size()
     seed = config.environment.seed
     sr = config.audio.sample_rate
     n_extra = 0 if data.train_extras is None else data.train_extras.shape[1]
@@ -109,7 +151,7 @@ def train_fold(
     if config.audio.spectrogram_normalization == "Global":
         _fit_global_stats(model, data.train_waves, device)
     optimizer = create_optimizer(model, tcfg)
-    cw = class_weight_vector(tcfg, data.train_targets)
+    class_weights = class_weight_vector(tcfg, data.train_targets)
     dataset = ChunkDataset(
         data.train_waves,
         data.train_targets,
@@ -136,121 +178,165 @@ def train_fold(
         (n_local // batch_size if drop_last else -(-n_local // batch_size))
         // tcfg.grad_accumulation,
     )
-    total_steps = steps_per_epoch * max(1, tcfg.epochs)
-    warmup_steps = round(tcfg.warmup_epochs * steps_per_epoch)
     amp = config.environment.mixed_precision_training and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    eval_every = max(1, round(tcfg.evaluation_epochs))
-    # DDP averages gradients only for passes through its own forward.
-    net = _data_parallel(model, device) if world > 1 else model.forward_spec
+    return _FoldRun(
+        config=config,
+        classes=classes,
+        data=data,
+        fold=fold,
+        device=device,
+        model=model,
+        # DDP averages gradients only for passes through its own forward.
+        net=_data_parallel(model, device) if world > 1 else model.forward_spec,
+        optimizer=optimizer,
+        scaler=torch.amp.GradScaler("cuda", enabled=amp),
+        class_weights=class_weights,
+        dataset=dataset,
+        sampler=sampler,
+        batch_size=batch_size,
+        drop_last=drop_last,
+        total_steps=steps_per_epoch * max(1, tcfg.epochs),
+        warmup_steps=round(tcfg.warmup_epochs * steps_per_epoch),
+        amp=amp,
+    )
 
-    start_epoch, step = 0, 0
-    best_score, best_state, best_epoch = -np.inf, None, -1
-    history: list[dict[str, Any]] = []
+
+def _train_epoch(run: _FoldRun, epoch: int, *, progress: bool) -> dict[str, Any]:
+    """One pass over the fold's training chunks; returns the epoch's record (loss, lr)."""
+    config, tcfg, device, model = run.config, run.config.training, run.device, run.model
+    gen = seed_everything(_epoch_seed(config.environment.seed, run.fold, epoch))
+    run.dataset.epoch = epoch
+    if run.sampler is not None:
+        run.sampler.set_epoch(epoch)
+    loader = DataLoader(
+        run.dataset,
+        batch_size=run.batch_size,
+        shuffle=run.sampler is None,
+        sampler=run.sampler,
+        drop_last=run.drop_last,
+        num_workers=config.environment.number_of_workers,
+        generator=gen,
+        persistent_workers=False,
+    )
+    model.train()
+    losses: list[float] = []
+    n_seen = 0
+    bar = _bar(loader, progress, f"fold {run.fold} epoch {epoch + 1}/{tcfg.epochs}")
+    run.optimizer.zero_grad(set_to_none=True)
+    frames_per_second = config.audio.sample_rate / model.frontend.hop
+    for i, batch in enumerate(bar):
+        wave = batch["wave"].to(device)
+        target = batch["target"].to(device)
+        if config.augmentation.mix_audio:
+            wave, target = mix_batch(wave, target, config.augmentation, gen)
+        extra = batch["extra"].to(device) if "extra" in batch else None
+        with torch.no_grad():
+            spec = model.frontend(wave)
+            spec = spec_augment(spec, config.augmentation, gen, frames_per_second=frames_per_second)
+        with torch.autocast(device_type=device.type, enabled=run.amp):
+            logits = run.net(spec, extra)
+        loss = loss_fn(
+            logits.float(),
+            target,
+            loss_function=tcfg.loss_function,
+            label_smoothing=tcfg.label_smoothing,
+            class_weights=run.class_weights,
+            sample_weights=batch["weight"].to(device),
+        )
+        run.scaler.scale(loss / tcfg.grad_accumulation).backward()
+        if (i + 1) % tcfg.grad_accumulation == 0:
+            _optimizer_step(run)
+        losses.append(float(loss.detach()))
+        n_seen += len(wave)
+        if progress and hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+    record: dict[str, Any] = {
+        "fold": run.fold,
+        "epoch": epoch + 1,
+        "train_loss": float(np.mean(losses)) if losses else float("nan"),
+        "lr": run.optimizer.param_groups[0]["lr"],
+    }
+    if distributed.world_size() > 1:
+        record["train_loss"] = distributed.mean_across_ranks(record["train_loss"], device)
+        record["rank_samples"] = distributed.gather_ints(n_seen, device)
+    return record
+
+
+def _optimizer_step(run: _FoldRun) -> None:
+    """One optimiser step at the schedule's learning rate (after gradient accumulation)."""
+    tcfg = run.config.training
+    factor = lr_factor(
+        run.step,
+        total_steps=run.total_steps,
+        warmup_steps=run.warmup_steps,
+        schedule=tcfg.schedule,
+    )
+    _set_lr(run.optimizer, factor)
+    if tcfg.gradient_clip:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), tcfg.gradient_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.step += 1
+
+
+def _validate(run: _FoldRun, record: dict[str, Any], epoch: int) -> np.ndarray:
+    """Score the validation recordings, add their metrics to ``record`` and keep the best
+    weights when ``training.save_best_checkpoint``; returns the probabilities."""
+    config = run.config
+    valid_probs = _evaluate(run.model, run.data, config, run.device)
+    m = classification_metrics(run.data.valid_labels, valid_probs, run.classes)
+    score = score_for_selection(m, config.prediction.metric)
+    record.update(
+        valid_macro_auc=m["macro_auc"],
+        valid_balanced_accuracy=m["balanced_accuracy"],
+        valid_log_loss=m["log_loss"],
+        valid_auc={c: v["auc"] for c, v in m["per_class"].items()},
+    )
+    if config.training.save_best_checkpoint and score > run.best_score:
+        run.best_score, run.best_epoch = score, epoch + 1
+        run.best_state = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+    return valid_probs
+
+
+def train_fold(
+    config: ResolvedConfig,
+    *,
+    classes: list[str],
+    data: FoldData,
+    fold: int,
+    checkpoint: Path,
+    callbacks: Sequence[TrainingCallback] = (),
+    progress: bool = True,
+) -> FoldResult:
+    """Train one fold, keeping its state between epochs in ``checkpoint`` (continued from
+    there when it exists: ``--resume``).
+
+    Under torchrun every rank calls this; only rank 0's result holds validation predictions
+    and only rank 0 calls the ``callbacks``.
+    """
+    tcfg = config.training
+    main = distributed.is_main()
+    run = _setup_fold(config, classes=classes, data=data, fold=fold)
+    eval_every = max(1, round(tcfg.evaluation_epochs))
+    start_epoch = 0
     if checkpoint.exists():
         ckpt = load_checkpoint(
-            checkpoint, config=config, classes=classes, fold=fold, map_location=device
+            checkpoint, config=config, classes=classes, fold=fold, map_location=run.device
         )
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, step = int(ckpt["epoch"]) + 1, int(ckpt["step"])
-        best_score, best_epoch = float(ckpt["best_score"]), int(ckpt["best_epoch"])
-        best_state = ckpt.get("best_state")
-        history = [dict(h) for h in ckpt["history"]]
+        start_epoch = run.restore(ckpt)
         logger.info("fold %d: resuming after epoch %d", fold, start_epoch - 1)
 
     valid_probs = np.zeros((len(data.valid_waves), len(classes)))
     for epoch in range(start_epoch, tcfg.epochs):
         t0 = time.time()
-        epoch_seed = _epoch_seed(seed, fold, epoch)
-        gen = seed_everything(epoch_seed)
-        dataset.epoch = epoch
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=sampler is None,
-            sampler=sampler,
-            drop_last=drop_last,
-            num_workers=config.environment.number_of_workers,
-            generator=gen,
-            persistent_workers=False,
-        )
-        model.train()
-        losses: list[float] = []
-        n_seen = 0
-        bar = _bar(loader, progress, f"fold {fold} epoch {epoch + 1}/{tcfg.epochs}")
-        optimizer.zero_grad(set_to_none=True)
-        for i, batch in enumerate(bar):
-            wave = batch["wave"].to(device)
-            target = batch["target"].to(device)
-            if config.augmentation.mix_audio:
-                wave, target = mix_batch(wave, target, config.augmentation, gen)
-            extra = batch["extra"].to(device) if "extra" in batch else None
-            with torch.no_grad():
-                spec = model.frontend(wave)
-                spec = spec_augment(
-                    spec, config.augmentation, gen, frames_per_second=sr / model.frontend.hop
-                )
-            with torch.autocast(device_type=device.type, enabled=amp):
-                logits = net(spec, extra)
-            loss = loss_fn(
-                logits.float(),
-                target,
-                loss_function=tcfg.loss_function,
-                label_smoothing=tcfg.label_smoothing,
-                class_weights=cw,
-                sample_weights=batch["weight"].to(device),
-            )
-            scaler.scale(loss / tcfg.grad_accumulation).backward()
-            if (i + 1) % tcfg.grad_accumulation == 0:
-                _set_lr(
-                    optimizer,
-                    lr_factor(
-                        step,
-                        total_steps=total_steps,
-                        warmup_steps=warmup_steps,
-                        schedule=tcfg.schedule,
-                    ),
-                )
-                if tcfg.gradient_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.gradient_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-            losses.append(float(loss.detach()))
-            n_seen += len(wave)
-            if progress and hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{np.mean(losses):.4f}")
-        record: dict[str, Any] = {
-            "fold": fold,
-            "epoch": epoch + 1,
-            "train_loss": float(np.mean(losses)) if losses else float("nan"),
-            "lr": optimizer.param_groups[0]["lr"],
-        }
-        if world > 1:
-            record["train_loss"] = distributed.mean_across_ranks(record["train_loss"], device)
-            record["rank_samples"] = distributed.gather_ints(n_seen, device)
+        record = _train_epoch(run, epoch, progress=progress)
         last = epoch + 1 == tcfg.epochs
         if main and ((epoch + 1) % eval_every == 0 or last):
-            valid_probs = _evaluate(model, data, config, device)
-            m = classification_metrics(data.valid_labels, valid_probs, classes)
-            score = score_for_selection(m, config.prediction.metric)
-            record.update(
-                valid_macro_auc=m["macro_auc"],
-                valid_balanced_accuracy=m["balanced_accuracy"],
-                valid_log_loss=m["log_loss"],
-                valid_auc={c: v["auc"] for c, v in m["per_class"].items()},
-            )
-            if tcfg.save_best_checkpoint and score > best_score:
-                best_score, best_epoch = score, epoch + 1
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            valid_probs = _validate(run, record, epoch)
         record["seconds"] = round(time.time() - t0, 2)
-        history.append(record)
+        run.history.append(record)
         logger.info(
             "fold %d epoch %d: loss %.4f%s",
             fold,
@@ -261,35 +347,22 @@ def train_fold(
             else "",
         )
         if main and not last:
-            save_checkpoint(
-                checkpoint,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "epoch": epoch,
-                    "step": step,
-                    "best_score": best_score,
-                    "best_epoch": best_epoch,
-                    "best_state": best_state,
-                    "history": history,
-                },
-                config=config,
-                classes=classes,
-                fold=fold,
-            )
+            save_checkpoint(checkpoint, run.state(epoch), config=config, classes=classes, fold=fold)
         distributed.barrier()  # the other ranks resume from rank 0's checkpoint
         if main:
             for callback in callbacks:
                 callback.on_epoch_end(dict(record))
 
+    model = run.model
     if main and tcfg.epochs == 0:
-        valid_probs = _evaluate(model, data, config, device)
-    if tcfg.save_best_checkpoint and best_state is not None:
-        model.load_state_dict(best_state)
-        valid_probs = _evaluate(model, data, config, device)
+        valid_probs = _evaluate(model, data, config, run.device)
+    if tcfg.save_best_checkpoint and run.best_state is not None:
+        model.load_state_dict(run.best_state)
+        valid_probs = _evaluate(model, data, config, run.device)
     model.cpu().eval()
-    return FoldResult(model=model, valid_probs=valid_probs, history=history, best_epoch=best_epoch)
+    return FoldResult(
+        model=model, valid_probs=valid_probs, history=run.history, best_epoch=run.best_epoch
+    )
 
 
 class _SpecForward(nn.Module):
