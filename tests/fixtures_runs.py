@@ -131,6 +131,22 @@ def two_class_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def noise_tone_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 noise recordings and 6 tone (200 Hz) recordings at 2 kHz in class subfolders."""
+    root = tmp_path_factory.mktemp("noise_tone")
+    rng = np.random.default_rng(0)
+    t = np.arange(6000) / 2000
+    for label in ("noise", "tone"):
+        (root / label).mkdir()
+        for i in range(6):
+            x = 0.1 * rng.standard_normal(t.size)
+            if label == "tone":
+                x += 0.5 * np.sin(2 * np.pi * 200 * t)
+            sf.write(root / label / f"{label}_{i}.wav", x.astype(np.float32), 2000)
+    return root
+
+
 def _train(base: Path) -> Path:
     data = write_training_folder(base / "data")
     out = base / "run"

@@ -11,10 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import optuna
 import pytest
-import soundfile as sf
 from conftest import REPO
 from fixtures_runs import TINY_BASE
 
@@ -34,19 +32,8 @@ architecture.pool: {type: categorical, choices: [GeM, Average]}
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    """6 noise recordings and 6 tone recordings in class subfolders."""
-    root = tmp_path_factory.mktemp("tune")
-    rng = np.random.default_rng(0)
-    t = np.arange(6000) / 2000
-    for label in ("noise", "tone"):
-        (root / label).mkdir()
-        for i in range(6):
-            x = 0.1 * rng.standard_normal(t.size)
-            if label == "tone":
-                x += 0.5 * np.sin(2 * np.pi * 200 * t)
-            sf.write(root / label / f"{label}_{i}.wav", x.astype(np.float32), 2000)
-    return root
+def folder(noise_tone_folder: Path) -> Path:
+    return noise_tone_folder
 
 
 def test_search_space_is_checked_against_the_config(tmp_path):

@@ -200,10 +200,12 @@ def _gradcam_cost(model: HeartSoundClassifier, s: MethodSettings, n_mels: int, t
 
 def _occlusion_patch(
     model: HeartSoundClassifier, settings: MethodSettings, n_mels: int, frames: int
-) -> tuple[int, int]:
-    return min(int(settings.occlusion_window[0]), n_mels), min(
-        settings.occlusion_frames(model), frames
-    )
+) -> tuple[int, int, int, int]:
+    """Patch size (bands, frames) and its strides (half a patch), for the method and its
+    cost alike."""
+    bands = min(int(settings.occlusion_window[0]), n_mels)
+    width = min(settings.occlusion_frames(model), frames)
+    return bands, width, max(1, bands // 2), max(1, width // 2)
 
 
 def occlusion(
@@ -216,12 +218,12 @@ def occlusion(
     settings: MethodSettings,
 ) -> torch.Tensor:
     """``(B, 1, M, T)`` -> ``(B, M, T)``: score drop when a patch is set to the mean level."""
-    bands, frames = _occlusion_patch(model, settings, spec.shape[2], spec.shape[3])
+    bands, frames, sb, sf = _occlusion_patch(model, settings, spec.shape[2], spec.shape[3])
     occ = Occlusion(_score_fn(model, target, loss_function))
     attr = occ.attribute(
         spec,
         sliding_window_shapes=(1, bands, frames),
-        strides=(1, max(1, bands // 2), max(1, frames // 2)),
+        strides=(1, sb, sf),
         baselines=_flat_baseline(spec),
         additional_forward_args=(extra,) if extra is not None else None,
         perturbations_per_eval=16,
@@ -231,8 +233,7 @@ def occlusion(
 
 
 def _occlusion_cost(model: HeartSoundClassifier, s: MethodSettings, n_mels: int, t: int) -> float:
-    bands, frames = _occlusion_patch(model, s, n_mels, t)
-    sb, sf = max(1, bands // 2), max(1, frames // 2)
+    bands, frames, sb, sf = _occlusion_patch(model, s, n_mels, t)
     return float((1 + (n_mels - bands + sb - 1) // sb) * (1 + (t - frames + sf - 1) // sf) + 1)
 
 

@@ -388,23 +388,23 @@ def _analyze_lr_hsmm(
     # diastole).  Systole and diastole look alike frame by frame, so the four-state posterior
     # would score a clean gap at ~0.5; the sound/gap split is what the signal can show.
     p_sound = dec.posterior[:, S1] + dec.posterior[:, S2]
-    fit = np.where(np.isin(states, (S1, S2)), p_sound, 1.0 - p_sound)
+    is_sound = np.isin(states, (S1, S2))
+    fit = np.where(is_sound, p_sound, 1.0 - p_sound)
     consistency = cycle_consistency(s1_s, s2_s)
     quality = assess_segmentation(
         clipping=clipping_fraction(raw),
         fit=float(np.mean(fit)),
         consistency=consistency,
-        coverage=sound_coverage(p_sound, np.isin(states, (S1, S2))),
-        contrast=sound_contrast(envelope, np.isin(states, (S1, S2))),
+        coverage=sound_coverage(p_sound, is_sound),
+        contrast=sound_contrast(envelope, is_sound),
         n_s1=len(s1_s),
         duration_s=duration_s,
     )
+    # The cross-check: the decoded rate against the autocorrelation's best cycle.
     agree = (
         math.isfinite(acf_bpm)
         and math.isfinite(heart_rate_bpm)
-        and any(
-            abs(heart_rate_bpm - 60.0 / c) <= AGREEMENT * heart_rate_bpm for c in candidates[:1]
-        )
+        and abs(heart_rate_bpm - 60.0 / candidates[0]) <= AGREEMENT * heart_rate_bpm
     )
     confidence = quality.index * (1.0 if agree else 0.7) if math.isfinite(heart_rate_bpm) else 0.0
     systole_s = _runs_s(states, SYSTOLE, hz, 0.5)
@@ -426,9 +426,7 @@ def _analyze_lr_hsmm(
         method="lr-hsmm",
         systole_s=systole_s,
         diastole_s=diastole_s,
-        usable_segments_s=usable_segments(
-            fit, envelope, np.isin(states, (S1, S2)), hz, usable=quality.usable
-        ),
+        usable_segments_s=usable_segments(fit, envelope, is_sound, hz, usable=quality.usable),
         heart_rate_flag=flag,
     )
 
