@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -129,6 +130,25 @@ def two_class_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
             wave = beats(rng, 2000, 3.0, tone_hz=hz, amplitude=1.0)
             sf.write(root / label / f"{label}_{i:02d}.wav", wave, 2000)
     return root
+
+
+@pytest.fixture
+def timm_offline(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """timm as on a machine without network: ImageNet weights cannot be fetched (a local
+    weights file still loads), and stetho has not yet tried and remembered the failure.
+    Returns timm's real ``create_model``."""
+    import timm
+
+    real = timm.create_model
+
+    def offline(name: str, pretrained: bool = False, **kw: object) -> torch.nn.Module:
+        if pretrained and "pretrained_cfg_overlay" not in kw:
+            raise OSError("no network")
+        return real(name, pretrained=False, **kw)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    monkeypatch.setattr("stetho.models.timm_backbones._UNAVAILABLE", {})
+    return real
 
 
 @pytest.fixture(scope="module")

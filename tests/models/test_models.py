@@ -67,18 +67,10 @@ def test_extra_features_are_used():
         model(x)
 
 
-def test_pretrained_unavailable_warns_and_starts_from_random_init(monkeypatch):
+def test_pretrained_unavailable_warns_and_starts_from_random_init(timm_offline, monkeypatch):
     import timm
 
-    real = timm.create_model
-
-    def offline(name, pretrained=False, **kw):
-        if pretrained and "pretrained_cfg_overlay" not in kw:
-            raise OSError("no network")
-        return real(name, pretrained=False, **kw)
-
-    monkeypatch.setattr(timm, "create_model", offline)
-    monkeypatch.setattr("stetho.models.timm_backbones._UNAVAILABLE", {})
+    real = timm_offline
     cfg = _config("resnet18")
     cfg.architecture.pretrained = True
     with pytest.warns(PretrainedWeightsUnavailable, match="RANDOM"):

@@ -138,19 +138,8 @@ def test_reference_yaml_runs_unchanged(mission_dir, tmp_path):
 
 
 def test_unavailable_pretrained_weights_are_recorded_in_the_run(
-    two_class_folder, tmp_path, monkeypatch
+    two_class_folder, tmp_path, timm_offline
 ):
-    import timm
-
-    real = timm.create_model
-
-    def offline(name, pretrained=False, **kw):
-        if pretrained and "pretrained_cfg_overlay" not in kw:
-            raise OSError("no network")
-        return real(name, pretrained=False, **kw)
-
-    monkeypatch.setattr(timm, "create_model", offline)
-    monkeypatch.setattr("stetho.models.timm_backbones._UNAVAILABLE", {})
     cfg = load_config(
         None,
         TINY
