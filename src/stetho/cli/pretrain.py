@@ -42,6 +42,11 @@ def pretrain(
     balance_by: str = typer.Option(
         "dataset", "--balance-by", help="dataset (each --source) or source (each device)."
     ),
+    crops: str = typer.Option(
+        "independent",
+        "--crops",
+        help="independent (the two views cut at two offsets) or same (one excerpt).",
+    ),
     allow_mission_audio: bool = typer.Option(
         False,
         "--allow-mission-audio",
@@ -70,6 +75,7 @@ def pretrain(
             learning_rate=learning_rate,
             temperature=temperature,
             balance_by=balance_by,
+            crops=crops,
             allow_mission_audio=allow_mission_audio,
             steps=steps,
             minutes=minutes,

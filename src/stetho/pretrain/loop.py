@@ -77,6 +77,7 @@ class PretrainConfig:
     ssl_weight: float = 1.0
     supervised_weight: float = 1.0
     balance_by: str = "dataset"
+    crops: str = "independent"
     allow_mission_audio: bool = False
     views: DeviceViewConfig = field(default_factory=DeviceViewConfig)
     #: Budget: stop at whichever comes first; at least one must be set.
@@ -253,6 +254,7 @@ def pretrain(
         tasks=tasks,
         views=config.views,
         balance_by=config.balance_by,
+        crops=config.crops,
     )
     stop = config.steps if config.steps is not None else 2**31 - 1
     loader = DataLoader(
