@@ -147,7 +147,33 @@ class AugmentationConfig(Section):
     spec_freq_mask_bins: int = Field(default=8, ge=0)
 
 
+class SourceConfig(Section):
+    """One dataset of a multi-source run (``dataset.sources``): where it is, how to read it
+    and how its labels map onto the run's vocabulary (:mod:`stetho.data.sources`)."""
+
+    #: A folder (or table) any registered reader reads.
+    path: str
+    #: A registered reader (``pascal``, ``physionet2016``, ``circor``, ``table``, ``folder``)
+    #: or ``auto``.
+    layout: str = "auto"
+    #: The value of the manifest's ``dataset`` column; the folder's name by default.
+    name: OptStr = None
+    #: Dataset label -> run label: a class, a name of ``dataset.label_groups`` (the label says
+    #: only that the class is one of the group's) or ``-`` (leave the recordings out). Labels
+    #: not listed keep their name. Compared case-insensitively.
+    label_map: dict[str, str] = {}
+    #: Take patient ids from the file names (``stetho train --patient-regex``).
+    patient_regex: OptStr = None
+
+
 class DatasetConfig(Section):
+    #: Train on several datasets at once (replaces ``--data`` and ``train_dataframe``).
+    sources: list[SourceConfig] = []
+    #: Labels that name a set of classes rather than one, e.g. PhysioNet 2016's
+    #: ``abnormal: [extrahls, extrastole, murmur]``: the loss asks only that the probability
+    #: of the set be high (:func:`stetho.training.optim.loss_fn`), and the multi-class metrics
+    #: leave such recordings out (normal vs abnormal keeps them).
+    label_groups: dict[str, list[str]] = {}
     audio_column: str = "audio"
     data_folder: OptPath = None
     data_folder_test: OptPath = None
@@ -288,6 +314,10 @@ class TrainingConfig(Section):
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     #: ``None``, ``Auto`` (inverse class frequency) or one weight per class.
     class_weights: Annotated[Literal["Auto"] | list[float] | None, BeforeValidator(_auto)] = None
+    #: Draw each training chunk's recording so that every ``dataset`` (each of
+    #: ``dataset.sources``) or every ``source`` (recording device) is equally likely, instead
+    #: of every recording: the largest dataset must not decide what the model hears.
+    balance_by: Annotated[Literal["dataset", "source"] | None, BeforeValidator(_none_string)] = None
     #: Our heart-rhythm features (RR statistics) fed beside the spectrogram.
     rhythm_features: bool = False
     #: Seconds the interpretations (and the report's explanations) may take; ``None``: no
@@ -378,6 +408,7 @@ DATA_LOCATION_KEYS = frozenset(
         "dataset.data_folder_test",
         "dataset.test_dataframe",
         "dataset.validation_dataframe",
+        "dataset.sources",
     }
 )
 #: Hydrogen Torch keys that are read (so its YAML loads unchanged) but change nothing here,

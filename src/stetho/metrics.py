@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -57,6 +58,7 @@ def classification_metrics(
     classes: list[str],
     *,
     rule: AbnormalRule | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """Everything in the module docstring, as a JSON-able dict.
 
@@ -66,6 +68,9 @@ def classification_metrics(
         classes: column names of ``probs``.
         rule: the run's decision rule, for the normal-vs-abnormal figures
             (:func:`normal_vs_abnormal`).
+        groups: ``dataset.label_groups``: labels naming a set of classes. Their recordings
+            are left out of the multi-class figures (``n_set_labelled`` counts them) and kept
+            in normal vs abnormal when the set does not include ``normal``.
     """
     y_true = np.asarray(y_true, dtype=object)
     probs = np.asarray(probs, dtype=np.float64)
@@ -74,6 +79,19 @@ def classification_metrics(
             f"probs has shape {probs.shape}; expected ({len(y_true)}, {len(classes)}) for "
             f"{len(y_true)} recordings and classes {classes}"
         )
+    groups = groups or {}
+    set_labelled = np.isin(y_true, list(groups))
+    if set_labelled.any():
+        fine = classification_metrics(
+            y_true[~set_labelled], probs[~set_labelled], classes, rule=rule
+        )
+        fine["n_set_labelled"] = int(set_labelled.sum())
+        if NORMAL in classes and len(classes) > 1:
+            usable = np.array([not (g in groups and NORMAL in groups[g]) for g in y_true])
+            fine["physionet2016"] = normal_vs_abnormal(
+                y_true[usable], probs[usable], classes, rule=rule
+            )
+        return fine
     unknown = sorted(set(y_true) - set(classes))
     if unknown:
         raise ValueError(f"labels {unknown} are not among the model's classes {classes}")
@@ -175,14 +193,19 @@ def normal_vs_abnormal(
 
 
 def metrics_by_group(
-    df: pd.DataFrame, classes: list[str], *, group: str, label_column: str = "label"
+    df: pd.DataFrame,
+    classes: list[str],
+    *,
+    group: str,
+    label_column: str = "label",
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """:func:`classification_metrics` for each value of ``group`` (fold, source)."""
+    """:func:`classification_metrics` for each value of ``group`` (fold, source, dataset)."""
     prob_cols = [f"prob_{c}" for c in classes]
     out = {}
     for key, part in df.groupby(group, sort=True):
         out[str(key)] = classification_metrics(
-            part[label_column].to_numpy(), part[prob_cols].to_numpy(), classes
+            part[label_column].to_numpy(), part[prob_cols].to_numpy(), classes, groups=groups
         )
     return out
 

@@ -69,9 +69,10 @@ def train(
         check_available(cfg)  # a missing tracker fails now, not after the first epoch
         if out is None:
             out = Path("runs") / f"{cfg.experiment_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        data_dir = (
-            resolve_data_dir(data) if data is not None or not cfg.dataset.train_dataframe else data
+        defaults_to_mission = data is None and not (
+            cfg.dataset.train_dataframe or cfg.dataset.sources
         )
+        data_dir = resolve_data_dir(data) if data is not None or defaults_to_mission else None
         if nproc > 1:
             argv = [str(config), *(overrides or []), "--out", str(out)]
             argv += ["--data", str(data_dir)] if data_dir is not None else []

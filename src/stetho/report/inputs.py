@@ -38,7 +38,13 @@ class RunData:
         self.classes: list[str] = list(self.summary["classes"])
         self.warnings: list[str] = f.read_warnings()
         self.environment: dict[str, Any] = f.read_json(f.environment) or {}
-        self.oof = pd.read_parquet(f.oof_predictions)
+        oof = pd.read_parquet(f.oof_predictions)
+        # Recordings labelled only by a group (dataset.label_groups: PhysioNet's "abnormal")
+        # have no class to plot a curve or a confusion cell for; summary.json scores them in
+        # normal vs abnormal.
+        single = oof["label"].isin(self.classes)
+        self.n_set_labelled = int((~single).sum())
+        self.oof = oof[single].reset_index(drop=True)
         self.manifest = pd.read_parquet(f.manifest) if f.manifest.is_file() else None
         self.skipped = pd.read_csv(f.skipped) if f.skipped.is_file() else None
         self.history = self._history()

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from stetho.config import AugmentationConfig
 from stetho.data.audio import AudioError, pad_or_crop, read_audio
+from stetho.data.label_groups import Groups, label_targets
 from stetho.training.augment import augment_waveform
 
 logger = logging.getLogger(__name__)
@@ -57,15 +58,12 @@ def load_waveforms(
     return out
 
 
-def targets_for(labels: list[str | None], classes: list[str]) -> np.ndarray:
-    """One-hot ``(n, n_classes)`` float32 targets; an unknown label is an error."""
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.zeros((len(labels), len(classes)), dtype=np.float32)
-    for row, lab in enumerate(labels):
-        if lab not in index:
-            raise ValueError(f"label {lab!r} is not among the classes {classes}")
-        y[row, index[lab]] = 1.0
-    return y
+def targets_for(
+    labels: list[str | None], classes: list[str], groups: Groups | None = None
+) -> np.ndarray:
+    """``(n, n_classes)`` float32 targets: one-hot, or uniform over a set label's members
+    (:func:`stetho.data.label_groups.label_targets`); an unknown label is an error."""
+    return label_targets(labels, classes, groups)
 
 
 class ChunkDataset(Dataset):
@@ -87,6 +85,7 @@ class ChunkDataset(Dataset):
         seed: int,
         weights: np.ndarray | None = None,
         extras: np.ndarray | None = None,
+        partial: np.ndarray | None = None,
     ) -> None:
         if len(waves) != len(targets):
             raise ValueError(f"{len(waves)} waveforms but {len(targets)} targets")
@@ -100,6 +99,8 @@ class ChunkDataset(Dataset):
             np.ones(len(waves), np.float32) if weights is None else weights.astype(np.float32)
         )
         self.extras = extras
+        #: rows whose target is a set label (the loss asks for the set, not its spread)
+        self.partial = np.zeros(len(waves), bool) if partial is None else partial.astype(bool)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -113,6 +114,7 @@ class ChunkDataset(Dataset):
             "wave": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
             "target": torch.from_numpy(self.targets[i]),
             "weight": torch.tensor(self.weights[i]),
+            "partial": torch.tensor(bool(self.partial[i])),
         }
         if self.extras is not None:
             item["extra"] = torch.from_numpy(self.extras[i].astype(np.float32))

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from stetho.config import Config, ResolvedConfig
+from stetho.data.label_groups import check_label_groups, is_set_label, run_classes
 from stetho.decision import DecisionRule
 from stetho.decision.calibration import prior_correction_bias
 from stetho.decision.fitting import RunDecision, decision_skip_reason, fit_run_decision
@@ -273,7 +274,12 @@ def _execute(
         work.metrics_log, "".join(json.dumps(h, default=str) + "\n" for h in histories)
     )
     decided = fit_decision_step(cfg, oof, inputs.classes, work=work, warnings=run_warnings)
-    summary = summarize_oof(oof, inputs.classes, rule=None if decided is None else decided.rule)
+    summary = summarize_oof(
+        oof,
+        inputs.classes,
+        rule=None if decided is None else decided.rule,
+        groups=cfg.dataset.label_groups,
+    )
     summary["decision"] = (
         {"skipped": decision_skip_reason(inputs.classes)} if decided is None else decided.summary
     )
@@ -312,7 +318,9 @@ def _load_inputs(plan: TrainingPlan, *, work: RunFolder, progress: bool) -> _Fol
         pool = pool.iloc[:0]
     elif pool.empty:
         _add(run_warnings, "pseudo_labeling.enabled=true but there are no unlabelled recordings")
-    classes = sorted(labelled["label"].unique().tolist())
+    groups = cfg.dataset.label_groups
+    classes = run_classes(labelled["label"].unique().tolist(), groups)
+    check_label_groups(groups, classes)
     if len(classes) < 2:
         raise ValueError(f"need at least two classes to train, found {classes}")
     audio = load_waveforms(
@@ -443,7 +451,11 @@ def _train_folds(
             seed=cfg.environment.seed,
         )
         train_paths = train_df["path"].tolist()
-        train_targets = targets_for(train_df["label"].tolist(), classes)
+        groups = cfg.dataset.label_groups
+        train_targets = targets_for(train_df["label"].tolist(), classes, groups)
+        train_partial = is_set_label(train_df["label"].tolist(), groups)
+        balance_by = cfg.training.balance_by
+        balance_keys = None if balance_by is None else train_df[balance_by].to_numpy()
         train_weights = None
         if round_ > 0:
             table = pseudo_labels_for_fold(
@@ -461,6 +473,10 @@ def _train_folds(
             train_weights = np.concatenate([np.ones(len(train_paths), np.float32), pl_weights])
             train_paths += pl_paths
             train_targets = np.concatenate([train_targets, pl_targets])
+            train_partial = np.concatenate([train_partial, np.zeros(len(pl_paths), bool)])
+            if balance_keys is not None:  # pseudo-labels count with the pool's own groups
+                pool_keys = inputs.pool.set_index("path")[balance_by]
+                balance_keys = np.concatenate([balance_keys, pool_keys.loc[pl_paths].to_numpy()])
         fold_data = FoldData(
             train_waves=[inputs.waves[p] for p in train_paths],
             train_targets=train_targets,
@@ -469,6 +485,8 @@ def _train_folds(
             train_weights=train_weights,
             train_extras=_stack(inputs.extras, train_paths),
             valid_extras=_stack(inputs.extras, valid_df["path"].tolist()),
+            train_partial=train_partial,
+            train_balance_keys=balance_keys,
         )
         logger.info(
             "fold %d%s: %d training (%d pseudo-labelled), %d validation recordings",
@@ -490,7 +508,8 @@ def _train_folds(
         if tag_round:
             for h in result.history:
                 h["round"] = round_
-        part = valid_df[["path", "fold", "label", "source", "patient"]].copy()
+        keep = ["path", "fold", "label", "source", "patient"]
+        part = valid_df[keep + (["dataset"] if "dataset" in valid_df else [])].copy()
         for i, c in enumerate(classes):
             part[f"prob_{c}"] = result.valid_probs[:, i]
         if main:
@@ -519,7 +538,10 @@ def _round_summary(
     """Pooled out-of-fold scores of one pseudo-labelling round and its pseudo-label counts."""
     oof = pd.concat(parts, ignore_index=True)
     pooled = classification_metrics(
-        oof["label"].to_numpy(), oof[[f"prob_{c}" for c in classes]].to_numpy(), classes
+        oof["label"].to_numpy(),
+        oof[[f"prob_{c}" for c in classes]].to_numpy(),
+        classes,
+        groups=plan.config.dataset.label_groups,
     )
     used = {}
     for k in plan.folds:
@@ -541,21 +563,28 @@ def _stack(by_path: dict[str, np.ndarray] | None, paths: list[str]) -> np.ndarra
 
 
 def summarize_oof(
-    oof: pd.DataFrame, classes: list[str], *, rule: DecisionRule | None = None
+    oof: pd.DataFrame,
+    classes: list[str],
+    *,
+    rule: DecisionRule | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
-    """Pooled out-of-fold, per-fold and per-source metrics; the pooled normal-vs-abnormal
-    figures are the deployed ``rule``'s (``classification_metrics(..., rule=)``)."""
+    """Pooled out-of-fold, per-fold, per-source and (with several datasets) per-dataset
+    metrics; the pooled normal-vs-abnormal figures are the deployed ``rule``'s
+    (``classification_metrics(..., rule=)``); ``groups`` are ``dataset.label_groups``."""
     prob_cols = [f"prob_{c}" for c in classes]
-    # cast: metrics.AbnormalRule declares a settable ``threshold``; the rule's is frozen
     pooled = classification_metrics(
-        oof["label"].to_numpy(), oof[prob_cols].to_numpy(), classes, rule=rule
+        oof["label"].to_numpy(), oof[prob_cols].to_numpy(), classes, rule=rule, groups=groups
     )
-    return {
+    out = {
         "classes": classes,
         "pooled": pooled,
-        "per_fold": metrics_by_group(oof, classes, group="fold"),
-        "per_source": metrics_by_group(oof, classes, group="source"),
+        "per_fold": metrics_by_group(oof, classes, group="fold", groups=groups),
+        "per_source": metrics_by_group(oof, classes, group="source", groups=groups),
     }
+    if "dataset" in oof.columns and oof["dataset"].nunique() > 1:
+        out["per_dataset"] = metrics_by_group(oof, classes, group="dataset", groups=groups)
+    return out
 
 
 def fold_prior_offsets(
@@ -576,7 +605,7 @@ def fold_prior_offsets(
         train = oof.loc[oof["fold"] != k, "label"].tolist()
         if cfg.training.train_validation_data:
             train = oof["label"].tolist()
-        onehot = targets_for(train, classes)
+        onehot = targets_for(train, classes, cfg.dataset.label_groups)
         weights = class_weight_vector(cfg.training, onehot)
         if weights is None:
             return None
@@ -601,6 +630,9 @@ def fit_decision_step(
     says why)."""
     if decision_skip_reason(classes):
         logger.info("no decision rule fitted: %s", decision_skip_reason(classes))
+        return None
+    oof = _decision_rows(oof, cfg.dataset.label_groups, warnings)
+    if oof.empty:
         return None
     try:
         decided = fit_run_decision(
@@ -627,6 +659,30 @@ def fit_decision_step(
         else f", re-record in [{rule.abstain_band[0]:.3f}, {rule.abstain_band[1]:.3f})",
     )
     return decided
+
+
+def _decision_rows(
+    oof: pd.DataFrame, groups: Mapping[str, Sequence[str]], warnings: list[str]
+) -> pd.DataFrame:
+    """The out-of-fold rows the decision rule is fitted on: calibration needs each
+    recording's class, and dropping only a dataset's set-labelled rows would keep its normal
+    ones alone and tilt the fit, so a dataset with set labels is left out whole."""
+    set_rows = is_set_label(oof["label"].tolist(), groups)
+    if not set_rows.any():
+        return oof
+    key = "dataset" if "dataset" in oof.columns else "source"
+    partial = sorted(str(v) for v in oof.loc[set_rows, key].unique())
+    kept = oof[~oof[key].isin(partial)]
+    if kept.empty:
+        _add(warnings, f"no decision rule fitted: every {key} labels recordings by group only")
+    else:
+        _add(
+            warnings,
+            f"decision rule fitted on the {key}(s) {sorted(kept[key].astype(str).unique())} "
+            f"only: {partial} label recordings by a group (dataset.label_groups), which "
+            "calibration cannot use",
+        )
+    return kept
 
 
 def _rhythm_extras(

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, WeightedRandomSampler
 
 from stetho.config import Config, ResolvedConfig
 from stetho.metrics import classification_metrics, score_for_selection
@@ -50,6 +50,10 @@ class FoldData:
     train_weights: np.ndarray | None = None
     train_extras: np.ndarray | None = None
     valid_extras: np.ndarray | None = None
+    #: rows of ``train_targets`` that are set labels (``dataset.label_groups``)
+    train_partial: np.ndarray | None = None
+    #: each training row's ``training.balance_by`` key (dataset or source)
+    train_balance_keys: np.ndarray | None = None
 
 
 @dataclass
@@ -99,6 +103,8 @@ class _FoldRun:
     class_weights: torch.Tensor | None
     dataset: ChunkDataset
     sampler: DistributedSampler[int] | None
+    #: per-row draw weights of ``training.balance_by`` (every group equally likely)
+    balance_weights: list[float] | None
     batch_size: int
     drop_last: bool
     total_steps: int
@@ -161,6 +167,7 @@ def _setup_fold(
         seed=seed + 1000 * fold,
         weights=data.train_weights,
         extras=data.train_extras,
+        partial=data.train_partial,
     )
     # Under DDP each rank draws its share of one seeded permutation per epoch (set_epoch).
     sampler: DistributedSampler[int] | None = (
@@ -170,6 +177,7 @@ def _setup_fold(
         if world > 1
         else None
     )
+    balance_weights = _balance_weights(data.train_balance_keys, tcfg.balance_by, world)
     n_local = len(dataset) if sampler is None else len(sampler)
     batch_size = min(tcfg.batch_size, n_local)
     drop_last = tcfg.drop_last_batch and n_local > batch_size
@@ -193,6 +201,7 @@ def _setup_fold(
         class_weights=class_weights,
         dataset=dataset,
         sampler=sampler,
+        balance_weights=balance_weights,
         batch_size=batch_size,
         drop_last=drop_last,
         total_steps=steps_per_epoch * max(1, tcfg.epochs),
@@ -201,18 +210,41 @@ def _setup_fold(
     )
 
 
+def _balance_weights(
+    keys: np.ndarray | None, balance_by: str | None, world: int
+) -> list[float] | None:
+    """Draw weights making every value of ``keys`` equally likely (``None``: uniform)."""
+    if balance_by is None:
+        return None
+    if keys is None:
+        raise ValueError(f"training.balance_by={balance_by}: the fold has no {balance_by} column")
+    if world > 1:
+        raise ValueError(
+            f"training.balance_by={balance_by} is not supported under torchrun (each rank would "
+            "draw its own recordings); train on one process or drop training.balance_by"
+        )
+    _, inverse, counts = np.unique(keys.astype(str), return_inverse=True, return_counts=True)
+    return (1.0 / counts[inverse]).tolist()
+
+
 def _train_epoch(run: _FoldRun, epoch: int, *, progress: bool) -> dict[str, Any]:
     """One pass over the fold's training chunks; returns the epoch's record (loss, lr)."""
     config, tcfg, device, model = run.config, run.config.training, run.device, run.model
     gen = seed_everything(_epoch_seed(config.environment.seed, run.fold, epoch))
     run.dataset.epoch = epoch
+    sampler: Sampler[int] | None = run.sampler
     if run.sampler is not None:
         run.sampler.set_epoch(epoch)
+    elif run.balance_weights is not None:
+        # drawn from the epoch's generator: a resumed epoch draws the same recordings
+        sampler = WeightedRandomSampler(
+            run.balance_weights, len(run.dataset), replacement=True, generator=gen
+        )
     loader = DataLoader(
         run.dataset,
         batch_size=run.batch_size,
-        shuffle=run.sampler is None,
-        sampler=run.sampler,
+        shuffle=sampler is None,
+        sampler=sampler,
         drop_last=run.drop_last,
         num_workers=config.environment.number_of_workers,
         generator=gen,
@@ -242,6 +274,7 @@ def _train_epoch(run: _FoldRun, epoch: int, *, progress: bool) -> dict[str, Any]
             label_smoothing=tcfg.label_smoothing,
             class_weights=run.class_weights,
             sample_weights=batch["weight"].to(device),
+            partial=batch["partial"],
         )
         run.scaler.scale(loss / tcfg.grad_accumulation).backward()
         if (i + 1) % tcfg.grad_accumulation == 0:
@@ -286,7 +319,9 @@ def _validate(run: _FoldRun, record: dict[str, Any], epoch: int) -> np.ndarray:
     weights when ``training.save_best_checkpoint``; returns the probabilities."""
     config = run.config
     valid_probs = _evaluate(run.model, run.data, config, run.device)
-    m = classification_metrics(run.data.valid_labels, valid_probs, run.classes)
+    m = classification_metrics(
+        run.data.valid_labels, valid_probs, run.classes, groups=config.dataset.label_groups
+    )
     score = score_for_selection(m, config.prediction.metric)
     record.update(
         valid_macro_auc=m["macro_auc"],

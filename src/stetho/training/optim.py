@@ -77,6 +77,11 @@ def class_weight_vector(cfg: TrainingConfig, targets: np.ndarray) -> torch.Tenso
     return torch.tensor(cfg.class_weights, dtype=torch.float32)
 
 
+def _set_weight(members: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Per row, the mean class weight over the row's set."""
+    return (members * weights).sum(dim=1) / members.sum(dim=1).clamp(min=1)
+
+
 def loss_fn(
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -85,20 +90,46 @@ def loss_fn(
     label_smoothing: float = 0.0,
     class_weights: torch.Tensor | None = None,
     sample_weights: torch.Tensor | None = None,
+    partial: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Weighted mean loss over the batch; targets may be soft (mixing, pseudo-labels)."""
+    """Weighted mean loss over the batch; targets may be soft (mixing, pseudo-labels).
+
+    ``partial`` marks rows whose target is a set label (``dataset.label_groups``: the class is
+    one of the target's non-zero entries, which of them is unknown). Such a row asks only for
+    the set: under CrossEntropy ``-log sum_{c in S} p_c`` (label smoothing as for one-hot
+    rows, class weight the mean over S); under BCE every class outside S is a negative and
+    "at least one of S" is the positive, ``-log(1 - prod_{c in S} (1 - sigmoid(x_c)))``.
+    """
     n_classes = logits.shape[1]
+    mask = None if partial is None or not bool(partial.any()) else partial.to(logits.device)
+    members = target > 0
     if label_smoothing:
         target = target * (1 - label_smoothing) + label_smoothing / n_classes
     if loss_function == "BCE":
-        per = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-        if class_weights is not None:
-            per = per * class_weights.to(per.device)
-        per = per.mean(dim=1)
+        cw = class_weights.to(logits.device) if class_weights is not None else None
+        per_class = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        per = (per_class if cw is None else per_class * cw).mean(dim=1)
+        if mask is not None:
+            negative = F.binary_cross_entropy_with_logits(
+                logits, torch.full_like(logits, label_smoothing / n_classes), reduction="none"
+            )
+            outside = (negative if cw is None else negative * cw) * ~members
+            none_of_set = (F.logsigmoid(-logits) * members).sum(dim=1)  # log prod (1 - p_c)
+            any_of_set = -torch.log(-torch.expm1(none_of_set.clamp(max=-1e-6)))
+            if cw is not None:
+                any_of_set = any_of_set * _set_weight(members, cw)
+            per = torch.where(mask, (outside.sum(dim=1) + any_of_set) / n_classes, per)
     elif loss_function == "CrossEntropy":
         logp = F.log_softmax(logits, dim=1)
-        w = class_weights.to(logits.device) if class_weights is not None else 1.0
-        per = -(target * logp * w).sum(dim=1)
+        w = class_weights.to(logits.device) if class_weights is not None else None
+        per = -(target * logp * (1.0 if w is None else w)).sum(dim=1)
+        if mask is not None:
+            log_set = torch.logsumexp(logp.masked_fill(~members, float("-inf")), dim=1)
+            uniform = -logp.mean(dim=1)
+            set_loss = (1 - label_smoothing) * -log_set + label_smoothing * uniform
+            if w is not None:
+                set_loss = set_loss * _set_weight(members, w)
+            per = torch.where(mask, set_loss, per)
     else:
         raise ValueError(f"loss_function={loss_function!r}: expected BCE or CrossEntropy")
     if sample_weights is None:

@@ -31,6 +31,7 @@ from stetho.config import (
 from stetho.data.folds import assign_folds
 from stetho.data.manifest import apply_patient_regex, patient_warning
 from stetho.data.readers import read_dataset, read_table
+from stetho.data.sources import read_sources
 from stetho.io import atomic_write_json, write_table
 from stetho.models import create_backbone
 from stetho.models.timm_backbones import PretrainedWeightsUnavailable
@@ -110,12 +111,28 @@ def plan_training(
         logger.info("--data %s given: dataset.data_folder and train_dataframe are not used", data)
         cfg.dataset.data_folder = None
         cfg.dataset.train_dataframe = None
+    check_multi_source(cfg)
     manifest = build_manifest(cfg, data, layout=layout)
+    balance_by = cfg.training.balance_by
+    if balance_by is not None and balance_by not in manifest.columns:
+        raise ConfigError(
+            f"training.balance_by={balance_by}: the data has no {balance_by!r} column; "
+            "list the datasets in dataset.sources (or use balance_by: source)"
+        )
     if patient_regex is not None:
         manifest = apply_patient_regex(manifest, patient_regex, name=f"data {data or ''}".strip())
     manifest, folds, fold_warnings = assign_plan_folds(cfg, manifest)
     run_warnings += fold_warnings + data_warnings(manifest) + runtime_warnings(cfg)
     return TrainingPlan(config=cfg, manifest=manifest, folds=folds, warnings=run_warnings)
+
+
+def check_multi_source(config: Config) -> None:
+    """Refuse what set labels (``dataset.label_groups``) cannot train with."""
+    if config.dataset.label_groups and config.augmentation.mix_audio:
+        raise ConfigError(
+            "augmentation.mix_audio with dataset.label_groups: a mix of two recordings has no "
+            "set label; set mix_audio: Disabled"
+        )
 
 
 def resume_plan(folder: RunFolder, config: Config) -> TrainingPlan:
@@ -157,10 +174,17 @@ def resume_plan(folder: RunFolder, config: Config) -> TrainingPlan:
 def build_manifest(
     config: Config, data: str | Path | None, *, layout: str = "auto"
 ) -> pd.DataFrame:
-    """The dataset named by ``--data`` (read as ``layout``), else the config's
-    ``train_dataframe``; plus the recordings of ``dataset.unlabeled_dataframe``, unlabelled."""
+    """The datasets of ``dataset.sources``, else the one named by ``--data`` (read as
+    ``layout``), else the config's ``train_dataframe``; plus the recordings of
+    ``dataset.unlabeled_dataframe``, unlabelled."""
     ds = config.dataset
-    if data is not None:
+    if ds.sources and data is not None:
+        raise ConfigError(
+            f"--data {data} and dataset.sources both name the training data: drop one"
+        )
+    if ds.sources:
+        manifest = read_sources(ds.sources)
+    elif data is not None:
         manifest = read_dataset(data, layout=layout)
     elif ds.train_dataframe and Path(ds.train_dataframe).exists():
         manifest = read_table(
@@ -185,7 +209,8 @@ def assign_plan_folds(
     """Assign folds and decide which to train. Returns (manifest, folds to train, warnings)."""
     ds = config.dataset
     warns: list[str] = []
-    if ds.validation_strategy == "leave_source_out":
+    # With several datasets, a class some sources lack is what the masked loss is for.
+    if ds.validation_strategy == "leave_source_out" and not ds.sources:
         labelled = df[df["label"].notna()]
         per_source = labelled.groupby("source")["label"].apply(set)
         shared = set.intersection(*per_source.tolist()) if len(per_source) else set()
