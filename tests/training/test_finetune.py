@@ -132,9 +132,18 @@ def test_linear_probe_trains_only_pooling_and_head(packaged, fold_data, tmp_path
 
 @pytest.mark.parametrize("optimizer", ["AdamW", "Adam", "SGD"])
 def test_a_frozen_step_leaves_the_backbone_and_builds_no_state_for_it(optimizer):
-    cfg = _config("architecture.pretrained=false", f"training.optimizer={optimizer}")
+    cfg = _config(
+        "architecture.pretrained=false",
+        f"training.optimizer={optimizer}",
+        "training.freeze_backbone_epochs=1",
+        "training.differential_learning_rate_layers=[backbone]",
+    )
     model = create_model(cfg, n_classes=2)
     opt = create_optimizer(model, cfg.training)
+    for g in opt.param_groups:  # the backbone's groups are its own, at their own rate
+        names = {n for n, p in model.named_parameters() if any(p is q for q in g["params"])}
+        assert all(n.startswith("backbone.") == g["backbone"] for n in names)
+        assert g["initial_lr"] == (0.001 if g["backbone"] else 0.01)
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     model(torch.randn(2, 4000)).sum().backward()
     set_lr(opt, 1.0, frozen=True)
@@ -145,10 +154,18 @@ def test_a_frozen_step_leaves_the_backbone_and_builds_no_state_for_it(optimizer)
     backbone_params = {id(p) for n, p in model.named_parameters() if n.startswith("backbone.")}
     assert not any(id(p) in backbone_params for p in opt.state)
     # After the freeze every group is back on the schedule, weight decay included.
+    assert any(g["initial_weight_decay"] > 0 for g in opt.param_groups if g["backbone"])
     set_lr(opt, 0.5, frozen=False)
     for g in opt.param_groups:
         assert g["lr"] == pytest.approx(0.5 * g["initial_lr"])
         assert g["weight_decay"] == g["initial_weight_decay"]
+
+
+def test_without_a_freeze_the_param_groups_are_unchanged():
+    model = create_model(_config("architecture.pretrained=false"), n_classes=2)
+    groups = create_optimizer(model, _config().training).param_groups
+    assert len(groups) == 2  # with and without weight decay, backbone and head together
+    assert not any(g["backbone"] for g in groups)
 
 
 def test_freeze_longer_than_the_run_is_refused():

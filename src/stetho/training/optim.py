@@ -27,14 +27,21 @@ def lr_factor(step: int, *, total_steps: int, warmup_steps: int, schedule: str) 
     raise ValueError(f"schedule={schedule!r}: expected Cosine, Linear or Constant")
 
 
+#: Parameter-name prefix of the backbone in :class:`stetho.models.HeartSoundClassifier`.
+BACKBONE_PREFIX = "backbone."
+
+
 def param_groups(model: nn.Module, cfg: TrainingConfig) -> list[dict]:
     """Parameters whose name starts with one of ``differential_learning_rate_layers`` (e.g.
     ``backbone``) train at ``differential_learning_rate``; the rest at ``learning_rate``.
-    Norm weights and biases get no weight decay. Groups of the backbone's parameters carry
-    ``backbone: True`` so that a frozen backbone (:func:`backbone_frozen`) can be held still
-    through its groups' learning rate, without changing ``requires_grad`` (which DDP does not
-    allow after it has wrapped the model)."""
+    Norm weights and biases get no weight decay. With a freeze configured (``linear_probe``,
+    ``freeze_backbone_epochs``) the backbone's parameters get groups of their own, marked
+    ``backbone: True``, so that :func:`set_lr` can hold them still through their groups
+    without changing ``requires_grad`` (which DDP does not allow after it has wrapped the
+    model). Without one the groups are as before (so a checkpoint of an older run still fits
+    its optimiser on ``--resume``)."""
     prefixes = tuple(cfg.differential_learning_rate_layers)
+    freezes = cfg.linear_probe or cfg.freeze_backbone_epochs > 0
     groups: dict[tuple[float, float, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -45,7 +52,8 @@ def param_groups(model: nn.Module, cfg: TrainingConfig) -> list[dict]:
             else cfg.learning_rate
         )
         wd = 0.0 if p.ndim <= 1 else cfg.weight_decay
-        groups.setdefault((lr, wd, name.startswith(BACKBONE_PREFIX)), []).append(p)
+        backbone = freezes and name.startswith(BACKBONE_PREFIX)
+        groups.setdefault((lr, wd, backbone), []).append(p)
     return [
         {
             "params": ps,
@@ -57,10 +65,6 @@ def param_groups(model: nn.Module, cfg: TrainingConfig) -> list[dict]:
         }
         for (lr, wd, backbone), ps in groups.items()
     ]
-
-
-#: Parameter-name prefix of the backbone in :class:`stetho.models.HeartSoundClassifier`.
-BACKBONE_PREFIX = "backbone."
 
 
 def backbone_frozen(cfg: TrainingConfig, epoch: int) -> bool:
