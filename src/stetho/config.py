@@ -323,6 +323,11 @@ class TrainingConfig(Section):
     #: Seconds the interpretations (and the report's explanations) may take; ``None``: no
     #: limit (``stetho.explain.budget``).
     interpretation_budget_s: float | None = Field(default=600.0, gt=0)
+    #: Fine-tuning: for the first N epochs the backbone keeps its weights and its BatchNorm
+    #: statistics (only pooling and head train); then everything trains.
+    freeze_backbone_epochs: int = Field(default=0, ge=0)
+    #: The backbone is frozen for the whole run: a linear probe of its features.
+    linear_probe: bool = False
 
 
 class PseudoLabelingConfig(Section):
@@ -459,6 +464,26 @@ def unused_key_warnings(config: Config) -> list[str]:
                 f"nothing in stetho: {instead}"
             )
     return out
+
+
+def fine_tuning_warnings(config: Config) -> list[str]:
+    """Refuse a backbone freeze longer than the run; warn about a probe of random features."""
+    t, arch = config.training, config.architecture
+    if t.freeze_backbone_epochs > t.epochs:
+        raise ConfigError(
+            f"training.freeze_backbone_epochs={t.freeze_backbone_epochs} is more than "
+            f"training.epochs={t.epochs}: the backbone would never train; lower it, or set "
+            "training.linear_probe: true to keep the backbone frozen for the whole run"
+        )
+    if t.linear_probe and not arch.pretrained and not arch.pretrained_weights:
+        return [
+            f"training.linear_probe: true with architecture.pretrained: false and no "
+            f"pretrained_weights: the {arch.backbone} backbone stays at its random "
+            "initialisation, so only the head learns, on random features; set "
+            "architecture.pretrained: true or name a backbone file in "
+            "architecture.pretrained_weights"
+        ]
+    return []
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -598,7 +623,7 @@ def resolve_config(config: Config) -> tuple[ResolvedConfig, list[str]]:
     ``audio_parameters: Manual`` impossible values are refused instead of repaired.
     """
     cfg = config.model_copy(deep=True)
-    warnings: list[str] = unused_key_warnings(config)
+    warnings: list[str] = unused_key_warnings(config) + fine_tuning_warnings(config)
     a = cfg.audio
     manual = a.audio_parameters == "Manual"
 

@@ -73,9 +73,13 @@ def test_pretrained_unavailable_warns_and_starts_from_random_init(timm_offline, 
     real = timm_offline
     cfg = _config("resnet18")
     cfg.architecture.pretrained = True
-    with pytest.warns(PretrainedWeightsUnavailable, match="RANDOM"):
+    with pytest.warns(PretrainedWeightsUnavailable, match="RANDOM") as caught:
         model = create_model(cfg, 3)
     assert model(torch.randn(1, 4000)).shape == (1, 3)
+    # The way to a pretrained start without network: stetho's own heart-sound backbone.
+    message = str(caught[0].message)
+    assert "heart-sound backbone" in message
+    assert "architecture.backbone: heartnet with pretrained: true" in message
     # A second fold does not wait for the network again, and still warns.
     calls = []
     monkeypatch.setattr(

@@ -9,7 +9,12 @@ from stetho.features import LogMel
 from stetho.models import heartnet as _heartnet  # noqa: F401  (registers)
 from stetho.models import timm_backbones as _timm  # noqa: F401  (registers)
 from stetho.models.classifier import HeartSoundClassifier
-from stetho.models.pretrained import is_pretrained_backbone, load_pretrained_backbone
+from stetho.models.pretrained import (
+    PretrainedMismatchError,
+    default_packaged_backbone,
+    is_pretrained_backbone,
+    load_pretrained_backbone,
+)
 from stetho.models.registry import get_backbone_fn, is_backbone, list_backbones, register_backbone
 
 __all__ = [
@@ -48,18 +53,33 @@ def create_backbone(
     (``stetho pretrain``): it is loaded for any registered backbone, and its front end must
     equal ``audio`` (the model's resolved audio block), because a backbone only understands
     spectrograms made the way it learnt from. Any other file is handed to the builder (timm
-    reads its own formats).
+    reads its own formats). ``pretrained: true`` without a file means, for heartnet, stetho's
+    packaged heart-sound backbone (:data:`stetho.models.pretrained.DEFAULT_BACKBONE`), loaded
+    and checked the same way; for timm backbones, ImageNet weights.
     """
     weights = arch.pretrained_weights
+    default = None
+    if arch.pretrained and not weights:
+        default = weights = default_packaged_backbone(arch.backbone)
     if weights and is_pretrained_backbone(weights):
         if audio is None:
             raise ValueError(
                 f"{weights}: a stetho pretrained backbone is checked against the front end; "
                 "build it with create_model(config) or pass audio="
             )
-        return load_pretrained_backbone(
-            weights, backbone=arch.backbone, audio_config=audio, width=arch.width
-        )
+        try:
+            return load_pretrained_backbone(
+                weights, backbone=arch.backbone, audio_config=audio, width=arch.width
+            )
+        except PretrainedMismatchError as exc:
+            if default is None:
+                raise
+            # The user named no file: say which switch brought this one in.
+            raise type(exc)(
+                f"{exc} (architecture.pretrained: true loads {default}); or set "
+                f"architecture.pretrained: false to train {arch.backbone} from random "
+                "initialisation"
+            ) from None
     return get_backbone_fn(arch.backbone)(
         pretrained=arch.pretrained, pretrained_weights=weights, width=arch.width
     )

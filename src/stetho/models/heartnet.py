@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from stetho.models.pretrained import DEFAULT_BACKBONE, PACKAGED_PREFIX
 from stetho.models.registry import register_backbone
 
 
@@ -76,8 +77,11 @@ def heartnet(*, pretrained: bool = False, pretrained_weights: str | None = None,
             "written by `stetho pretrain` (docs/pretraining.md)"
         )
     if pretrained:
+        # Its pretrained weights are a packaged stetho backbone, which needs the front-end
+        # check that only create_backbone can make.
         raise ValueError(
-            "heartnet has no published pretrained weights; set architecture.pretrained: false "
-            "or name a backbone file from `stetho pretrain` in architecture.pretrained_weights"
+            f"heartnet's pretrained weights ({PACKAGED_PREFIX}{DEFAULT_BACKBONE}) are loaded by "
+            "stetho.models.create_backbone, which checks them against the front end; build "
+            "the model through create_model(config)"
         )
     return HeartNet(width=width)

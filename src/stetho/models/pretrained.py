@@ -31,6 +31,12 @@ FORMAT = "stetho-pretrained-backbone/1"
 PACKAGED_PREFIX = "stetho:"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
+#: The packaged heart-sound backbone that ``architecture.backbone: heartnet`` with
+#: ``pretrained: true`` (and no ``pretrained_weights``) loads, as ``stetho:NAME``.
+DEFAULT_BACKBONE = "heartnet-pcg-v1"
+#: Registry backbone -> the packaged backbone its ``pretrained: true`` means.
+DEFAULT_PACKAGED = {"heartnet": DEFAULT_BACKBONE}
+
 #: Front-end metadata key -> AudioConfig field.
 FRONTEND_KEYS = {
     "sample_rate": "sample_rate",
@@ -90,6 +96,28 @@ def save_pretrained_backbone(
 def packaged_backbones() -> list[str]:
     """Names of the backbones shipped with stetho (``stetho:NAME``)."""
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+
+
+def default_packaged_backbone(backbone: str) -> str | None:
+    """``stetho:NAME`` that ``pretrained: true`` loads for registry backbone ``backbone``
+    (``None`` where stetho packages none: timm backbones fetch ImageNet weights instead).
+
+    A packaged default that is absent from this install is a ``ValueError`` naming the file
+    and the ways out, never a silent random initialisation.
+    """
+    name = DEFAULT_PACKAGED.get(backbone)
+    if name is None:
+        return None
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    if not path.is_file():
+        raise ValueError(
+            f"architecture.pretrained: true loads stetho's packaged {backbone} backbone "
+            f"{PACKAGED_PREFIX}{name}, but {path} is not in this install; set "
+            "architecture.pretrained: false to train from random initialisation, or pretrain "
+            "a backbone with `stetho pretrain` and name its file in "
+            "architecture.pretrained_weights"
+        )
+    return PACKAGED_PREFIX + name
 
 
 def resolve_backbone_path(path: str | Path) -> Path:

@@ -19,6 +19,7 @@ import timm
 import torch
 from torch import nn
 
+from stetho.models.pretrained import DEFAULT_BACKBONE, PACKAGED_PREFIX
 from stetho.models.registry import register_backbone
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,10 @@ class TimmBackbone(nn.Module):
                         f"PRETRAINED WEIGHTS UNAVAILABLE for {name}: timm could not fetch its "
                         f"ImageNet weights ({type(exc).__name__}: {str(exc)[:200]}). This model "
                         "starts from RANDOM initialisation; to use pretrained weights offline, "
-                        "name a local weights file in architecture.pretrained_weights."
+                        "name a local weights file in architecture.pretrained_weights. stetho "
+                        "also ships a heart-sound backbone that needs no network: "
+                        "architecture.backbone: heartnet with pretrained: true "
+                        f"({PACKAGED_PREFIX}{DEFAULT_BACKBONE})."
                     )
             if name in _UNAVAILABLE:
                 warnings.warn(_UNAVAILABLE[name], PretrainedWeightsUnavailable, stacklevel=2)

@@ -36,7 +36,14 @@ from stetho.training.augment import mix_batch, spec_augment
 from stetho.training.callbacks import TrainingCallback
 from stetho.training.checkpoint import load_checkpoint, save_checkpoint
 from stetho.training.data import ChunkDataset
-from stetho.training.optim import class_weight_vector, create_optimizer, loss_fn, lr_factor
+from stetho.training.optim import (
+    backbone_frozen,
+    class_weight_vector,
+    create_optimizer,
+    loss_fn,
+    lr_factor,
+    set_lr,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +118,9 @@ class _FoldRun:
     warmup_steps: int
     amp: bool
     step: int = 0
+    #: the current epoch holds the backbone still (``training.freeze_backbone_epochs``,
+    #: ``training.linear_probe``); set at the start of each epoch, so a resume gets it right.
+    backbone_frozen: bool = False
     best_score: float = -np.inf
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch: int = -1
@@ -251,6 +261,9 @@ def _train_epoch(run: _FoldRun, epoch: int, *, progress: bool) -> dict[str, Any]
         persistent_workers=False,
     )
     model.train()
+    run.backbone_frozen = backbone_frozen(tcfg, epoch)
+    if run.backbone_frozen:
+        model.backbone.eval()  # its BatchNorm keeps the running statistics it came with
     losses: list[float] = []
     n_seen = 0
     bar = _bar(loader, progress, f"fold {run.fold} epoch {epoch + 1}/{tcfg.epochs}")
@@ -289,6 +302,8 @@ def _train_epoch(run: _FoldRun, epoch: int, *, progress: bool) -> dict[str, Any]
         "train_loss": float(np.mean(losses)) if losses else float("nan"),
         "lr": run.optimizer.param_groups[0]["lr"],
     }
+    if run.backbone_frozen:
+        record["backbone_frozen"] = True
     if distributed.world_size() > 1:
         record["train_loss"] = distributed.mean_across_ranks(record["train_loss"], device)
         record["rank_samples"] = distributed.gather_ints(n_seen, device)
@@ -304,7 +319,7 @@ def _optimizer_step(run: _FoldRun) -> None:
         warmup_steps=run.warmup_steps,
         schedule=tcfg.schedule,
     )
-    _set_lr(run.optimizer, factor)
+    set_lr(run.optimizer, factor, frozen=run.backbone_frozen)
     if tcfg.gradient_clip:
         run.scaler.unscale_(run.optimizer)
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), tcfg.gradient_clip)
@@ -451,11 +466,6 @@ def _fit_global_stats(
     mean.fill_(float(allv.mean()))
     std.fill_(float(allv.std()))
     fe.normalization = "Global"
-
-
-def _set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
-    for g in optimizer.param_groups:
-        g["lr"] = g["initial_lr"] * factor
 
 
 def _bar(loader: DataLoader, progress: bool, desc: str) -> Iterable[dict[str, torch.Tensor]]:

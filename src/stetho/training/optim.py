@@ -27,12 +27,22 @@ def lr_factor(step: int, *, total_steps: int, warmup_steps: int, schedule: str) 
     raise ValueError(f"schedule={schedule!r}: expected Cosine, Linear or Constant")
 
 
+#: Parameter-name prefix of the backbone in :class:`stetho.models.HeartSoundClassifier`.
+BACKBONE_PREFIX = "backbone."
+
+
 def param_groups(model: nn.Module, cfg: TrainingConfig) -> list[dict]:
     """Parameters whose name starts with one of ``differential_learning_rate_layers`` (e.g.
     ``backbone``) train at ``differential_learning_rate``; the rest at ``learning_rate``.
-    Norm weights and biases get no weight decay."""
+    Norm weights and biases get no weight decay. With a freeze configured (``linear_probe``,
+    ``freeze_backbone_epochs``) the backbone's parameters get groups of their own, marked
+    ``backbone: True``, so that :func:`set_lr` can hold them still through their groups
+    without changing ``requires_grad`` (which DDP does not allow after it has wrapped the
+    model). Without one the groups are as before (so a checkpoint of an older run still fits
+    its optimiser on ``--resume``)."""
     prefixes = tuple(cfg.differential_learning_rate_layers)
-    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    freezes = cfg.linear_probe or cfg.freeze_backbone_epochs > 0
+    groups: dict[tuple[float, float, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -42,11 +52,40 @@ def param_groups(model: nn.Module, cfg: TrainingConfig) -> list[dict]:
             else cfg.learning_rate
         )
         wd = 0.0 if p.ndim <= 1 else cfg.weight_decay
-        groups.setdefault((lr, wd), []).append(p)
+        backbone = freezes and name.startswith(BACKBONE_PREFIX)
+        groups.setdefault((lr, wd, backbone), []).append(p)
     return [
-        {"params": ps, "lr": lr, "initial_lr": lr, "weight_decay": wd}
-        for (lr, wd), ps in groups.items()
+        {
+            "params": ps,
+            "lr": lr,
+            "initial_lr": lr,
+            "weight_decay": wd,
+            "initial_weight_decay": wd,
+            "backbone": backbone,
+        }
+        for (lr, wd, backbone), ps in groups.items()
     ]
+
+
+def backbone_frozen(cfg: TrainingConfig, epoch: int) -> bool:
+    """Whether the backbone is held still in ``epoch`` (0-based): ``linear_probe``, or one of
+    the first ``freeze_backbone_epochs``."""
+    return cfg.linear_probe or epoch < cfg.freeze_backbone_epochs
+
+
+def set_lr(optimizer: torch.optim.Optimizer, factor: float, *, frozen: bool = False) -> None:
+    """Every group at ``factor`` times its initial learning rate; with ``frozen`` the
+    backbone's groups at 0, without weight decay and without gradients, so that the step
+    leaves the backbone's weights exactly as they are and builds no optimiser state for them
+    (they start fresh when the freeze ends)."""
+    for g in optimizer.param_groups:
+        if frozen and g.get("backbone", False):
+            g["lr"], g["weight_decay"] = 0.0, 0.0
+            for p in g["params"]:
+                p.grad = None  # the optimiser skips a parameter without a gradient
+        else:
+            g["lr"] = g["initial_lr"] * factor
+            g["weight_decay"] = g.get("initial_weight_decay", g["weight_decay"])
 
 
 def create_optimizer(model: nn.Module, cfg: TrainingConfig) -> torch.optim.Optimizer:
