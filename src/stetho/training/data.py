@@ -121,6 +121,13 @@ class ChunkDataset(Dataset):
         return item
 
 
+def balance_weights(keys: np.ndarray) -> list[float]:
+    """Per-row draw weights under which every distinct key (dataset, source) is equally
+    likely and, within a key, every row."""
+    _, inverse, counts = np.unique(keys.astype(str), return_inverse=True, return_counts=True)
+    return (1.0 / counts[inverse]).tolist()
+
+
 def sample_rows(df: pd.DataFrame, fraction: float, *, seed: int) -> pd.DataFrame:
     """Hydrogen Torch's ``data_sample``: keep a seeded fraction of rows."""
     if fraction >= 1.0:

@@ -35,7 +35,7 @@ from stetho.training import distributed
 from stetho.training.augment import mix_batch, spec_augment
 from stetho.training.callbacks import TrainingCallback
 from stetho.training.checkpoint import load_checkpoint, save_checkpoint
-from stetho.training.data import ChunkDataset
+from stetho.training.data import ChunkDataset, balance_weights
 from stetho.training.optim import (
     backbone_frozen,
     class_weight_vector,
@@ -233,8 +233,7 @@ def _balance_weights(
             f"training.balance_by={balance_by} is not supported under torchrun (each rank would "
             "draw its own recordings); train on one process or drop training.balance_by"
         )
-    _, inverse, counts = np.unique(keys.astype(str), return_inverse=True, return_counts=True)
-    return (1.0 / counts[inverse]).tolist()
+    return balance_weights(keys)
 
 
 def _train_epoch(run: _FoldRun, epoch: int, *, progress: bool) -> dict[str, Any]:
