@@ -86,5 +86,5 @@ def test_bce_set_label_punishes_classes_outside_and_needs_one_inside() -> None:
     }
     assert loss["one"] < 0.05
     assert loss["none"] > loss["one"] + 1 and loss["out"] > loss["one"] + 1
-    swapped = float(loss_fn(one_inside[:, [1, 0, 2]], SET_ROW, loss_function="BCE", partial=partial))
-    assert swapped == pytest.approx(loss["one"], rel=1e-5)
+    swapped = loss_fn(one_inside[:, [1, 0, 2]], SET_ROW, loss_function="BCE", partial=partial)
+    assert swapped.item() == pytest.approx(loss["one"], rel=1e-5)
