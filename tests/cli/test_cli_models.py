@@ -96,7 +96,13 @@ def test_batch_options_work_with_a_name(zoo, scoring_folder, tmp_path):
 def test_predict_unknown_name_lists_the_shipped_ones_and_exits_2(zoo, scoring_folder, tmp_path):
     res = runner.invoke(
         app,
-        ["predict", "stetho:heart-v9", *_good_files(scoring_folder), "--out", str(tmp_path / "a.csv")],
+        [
+            "predict",
+            "stetho:heart-v9",
+            *_good_files(scoring_folder),
+            "--out",
+            str(tmp_path / "a.csv"),
+        ],
     )
     assert res.exit_code == 2
     assert "stetho:heart-v9" in res.output and "stetho:tiny" in res.output

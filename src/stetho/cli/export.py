@@ -39,7 +39,9 @@ def export(
 
     with cli_errors():
         refuse_model_name(
-            run_dir, needs="stetho export", hint="it is exported already (stetho models shows its folder)"
+            run_dir,
+            needs="stetho export",
+            hint="it is exported already (stetho models shows its folder)",
         )
         path = export_pipeline(
             run_dir, out, folds=None if fold is None else [fold], overwrite=force

@@ -133,10 +133,11 @@ def evaluate(
 
     ``run_dir`` may also be an exported scoring pipeline folder or a ready model
     (``stetho:NAME``): it is scored the same way, and ``out`` must then be given (the
-    default lies inside a run folder). ``label_map`` (from :func:`~stetho.evaluation.labels.parse_label_map`) maps the datasets'
-    labels onto the run; ``out`` defaults to :func:`default_out`. ``run`` is the loaded run
-    when the caller has it. Errors before any scoring: unknown labels, an output that exists,
-    a dataset that cannot be read.
+    default lies inside a run folder). ``label_map`` (from
+    :func:`~stetho.evaluation.labels.parse_label_map`) maps the datasets' labels onto the run;
+    ``out`` defaults to :func:`default_out`. ``run`` is the loaded run when the caller has it.
+    Errors before any scoring: unknown labels, an output that exists, a dataset that cannot be
+    read.
     """
     manifest = read_datasets(
         data, layout=layout, patient_regex=patient_regex, patient_column=patient_column

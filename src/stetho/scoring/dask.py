@@ -4,8 +4,8 @@ The files are cut into the groups :func:`stetho.scoring.batch.predict_files` use
 recordings each); each group is one task running :func:`stetho.scoring.batch.score_group` on a
 worker. A worker loads the model once (a per-process cache keyed on the model and folds),
 so a task costs decoding and inference only. The model is a run folder, a pipeline folder or a
-ready model ``stetho:NAME`` (each worker finds it in its own install). The client reassembles the groups in input order
-and builds the same table as the serial run, bad files included.
+ready model ``stetho:NAME`` (each worker finds it in its own install). The client reassembles
+the groups in input order and builds the same table as the serial run, bad files included.
 
 Workers read the model folder and the audio files themselves, by absolute path: both must be
 on storage every worker sees at the same path (NFS, a shared volume). See ``docs/scoring.md``.
