@@ -37,9 +37,7 @@ def list_models() -> list[str]:
     """Names of the ready models in this install (``stetho:NAME``), sorted."""
     if not ZOO_DIR.is_dir():
         return []
-    return sorted(
-        p.name for p in ZOO_DIR.iterdir() if p.is_dir() and PipelineFolder(p).is_pipeline
-    )
+    return sorted(p.name for p in ZOO_DIR.iterdir() if p.is_dir() and PipelineFolder(p).is_pipeline)
 
 
 def is_model_name(value: str | Path) -> bool:
@@ -104,7 +102,9 @@ def model_card(name: str | Path) -> str:
     when the model ships without one."""
     path = card_path(name)
     if not path.is_file():
-        raise ArtifactError(path, f"the ready model {PREFIX}{model_name(name)} has no card", REINSTALL)
+        raise ArtifactError(
+            path, f"the ready model {PREFIX}{model_name(name)} has no card", REINSTALL
+        )
     return path.read_text(encoding="utf-8")
 
 
