@@ -36,6 +36,8 @@ LAYERS = [
 ]
 #: The standalone scorer runs without stetho: it is checked by its parity tests instead.
 STANDALONE = PACKAGE / "export" / "template"
+#: Ready models (package data): each holds a copy of the standalone scorer, no stetho module.
+ZOO = PACKAGE / "zoo"
 #: A run's (and a pipeline's) artifact names: only stetho.runs may spell them.
 ARTIFACT = re.compile(
     r"""["'](summary|warnings|labels|environment|decision|elapsed|plan|preprocess|index)\.json["']"""
@@ -49,7 +51,7 @@ ARTIFACT = re.compile(
 def _modules() -> list[tuple[str, Path, ast.Module]]:
     out = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        if STANDALONE in path.parents:
+        if STANDALONE in path.parents or ZOO in path.parents:
             continue
         rel = path.relative_to(PACKAGE)
         layer = rel.parts[0].removesuffix(".py")

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 from fixtures_runs import SYNTH_SR, beats
 
-import stetho.runs
+import stetho.scoring.backends
 from stetho.cli import EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, main
 from stetho.runs.folder import RunFolder
 
@@ -92,10 +92,10 @@ def test_data_analyze_report_codes(recordings, tmp_path):
 def test_a_bug_exits_3_and_ctrl_c_130(tiny_run, recordings, tmp_path, monkeypatch, capsys):
     argv = ["predict", tiny_run, recordings / "good0.wav", "--out", tmp_path / "x.csv"]
 
-    def bug(*args, **kwargs):
+    def bug(*args, **kwargs):  # stetho predict loads its model (run, pipeline, stetho:NAME) here
         raise KeyError("a bug")
 
-    monkeypatch.setattr(stetho.runs, "load_run", bug)
+    monkeypatch.setattr(stetho.scoring.backends, "load_scorer", bug)
     assert _code(argv) == EXIT_INTERNAL_ERROR == 3
     err = capsys.readouterr().err
     assert "Traceback" in err and "KeyError" in err and "internal error" in err
@@ -103,7 +103,7 @@ def test_a_bug_exits_3_and_ctrl_c_130(tiny_run, recordings, tmp_path, monkeypatc
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(stetho.runs, "load_run", interrupt)
+    monkeypatch.setattr(stetho.scoring.backends, "load_scorer", interrupt)
     assert _code(argv) == EXIT_INTERRUPTED == 130
 
 
@@ -113,7 +113,7 @@ def test_a_missing_optional_package_is_one_line(
     def missing(*args, **kwargs):
         raise ModuleNotFoundError("No module named 'mlflow'", name="mlflow")
 
-    monkeypatch.setattr(stetho.runs, "load_run", missing)
+    monkeypatch.setattr(stetho.scoring.backends, "load_scorer", missing)
     argv = ["predict", tiny_run, recordings / "good0.wav", "--out", tmp_path / "x.csv"]
     assert _code(argv) == 2
     err = capsys.readouterr().err
@@ -122,5 +122,5 @@ def test_a_missing_optional_package_is_one_line(
     def core(*args, **kwargs):  # a missing core dependency is a broken install: a bug
         raise ModuleNotFoundError("No module named 'scipy'", name="scipy")
 
-    monkeypatch.setattr(stetho.runs, "load_run", core)
+    monkeypatch.setattr(stetho.scoring.backends, "load_scorer", core)
     assert _code(argv) == EXIT_INTERNAL_ERROR

@@ -19,6 +19,7 @@ from stetho.cli import data as _data
 from stetho.cli import evaluate as _evaluate
 from stetho.cli import explain as _explain
 from stetho.cli import export as _export
+from stetho.cli import models as _models
 from stetho.cli import predict as _predict
 from stetho.cli import pretrain as _pretrain
 from stetho.cli import report as _report
@@ -43,6 +44,7 @@ for _module in (
     _evaluate,
     _explain,
     _export,
+    _models,
     _predict,
     _pretrain,
     _report,

@@ -44,9 +44,15 @@ def calibrate(
     The new folder is a copy of RUN_DIR (without its exported pipeline) with the refitted
     decision.json and a recalibration.json recording what it was fitted on.
     """
+    from stetho.runs.zoo import refuse_model_name
     from stetho.scoring.calibrate import calibrate_run
 
     with cli_errors():
+        refuse_model_name(
+            run_dir,
+            needs="stetho calibrate",
+            hint="its decision rule can only be refitted on the run it was exported from",
+        )
         overrides: dict[str, object] = {}
         if calibration is not None:
             overrides["calibration"] = calibration

@@ -16,7 +16,12 @@ console = Console(stderr=True)
 
 
 def evaluate(
-    run_dir: Path = typer.Argument(..., help="A finished run folder (runs/<name>)."),
+    run_dir: Path = typer.Argument(
+        ...,
+        metavar="MODEL",
+        help="A finished run folder (runs/<name>), an exported scoring pipeline folder, or a "
+        "ready model stetho:NAME (a pipeline or ready model needs --out).",
+    ),
     data: list[Path] = typer.Argument(
         ..., help="One or more labelled datasets (folders or tables) the run was not trained on."
     ),
@@ -43,7 +48,11 @@ def evaluate(
         None, "--patient-column", help="Take patient ids from this column of a table."
     ),
     out: Path = typer.Option(
-        None, "--out", "-o", help="Output folder [default: RUN/evaluations/<dataset>]."
+        None,
+        "--out",
+        "-o",
+        help="Output folder [default: RUN/evaluations/<dataset> for a run folder; required "
+        "for a pipeline or ready model].",
     ),
     force: bool = typer.Option(
         False, "--force", help="Replace an evaluation that stetho evaluate wrote in --out."
@@ -51,7 +60,7 @@ def evaluate(
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Recordings scored together."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
-    """Score a labelled dataset with a run and write metrics, plots and per-source tables."""
+    """Score a labelled dataset with a model and write metrics, plots and per-source tables."""
     from stetho.evaluation import evaluate as run_evaluation
     from stetho.evaluation import parse_label_map
 

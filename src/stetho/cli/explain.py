@@ -50,8 +50,10 @@ def explain(
     from stetho.explain import DEFAULT_METHODS, explain_files, read_index
     from stetho.runs import load_run
     from stetho.runs.folder import ExplanationFolder
+    from stetho.runs.zoo import refuse_model_name
 
     with cli_errors():
+        refuse_model_name(run_dir, needs="stetho explain")
         run = load_run(run_dir, folds=None if fold is None else [fold])
         done = explain_files(
             run,

@@ -35,8 +35,14 @@ def export(
     Exit code: 0 on success, 2 for a usage error or an unusable run file.
     """
     from stetho.export import export_pipeline
+    from stetho.runs.zoo import refuse_model_name
 
     with cli_errors():
+        refuse_model_name(
+            run_dir,
+            needs="stetho export",
+            hint="it is exported already (stetho models shows its folder)",
+        )
         path = export_pipeline(
             run_dir, out, folds=None if fold is None else [fold], overwrite=force
         )

@@ -1,4 +1,4 @@
-"""``stetho predict``: score recordings with a run's fold ensemble."""
+"""``stetho predict``: score recordings with a run, an exported pipeline or a ready model."""
 
 from __future__ import annotations
 
@@ -17,7 +17,12 @@ OUT_SUFFIXES = (".csv", ".txt", ".parquet")
 
 
 def predict(
-    run_dir: Path = typer.Argument(..., help="A finished run folder (runs/<name>)."),
+    run_dir: Path = typer.Argument(
+        ...,
+        metavar="MODEL",
+        help="A finished run folder (runs/<name>), an exported scoring pipeline folder, or a "
+        "ready model stetho:NAME (see stetho models).",
+    ),
     # Kept as typed (str, not Path): the output's path column repeats them unchanged, as
     # the exported score.py does ("./a.wav" stays "./a.wav").
     inputs: list[str] = typer.Argument(
@@ -26,7 +31,9 @@ def predict(
         "path column.",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output table: preds.csv or preds.parquet."),
-    fold: int = typer.Option(None, "--fold", help="Score with this fold's model only."),
+    fold: int = typer.Option(
+        None, "--fold", help="Score with this fold's model only (a run folder only)."
+    ),
     batch_size: int = typer.Option(
         64, "--batch-size", min=1, help="Recordings scored together (and chunks per forward)."
     ),
@@ -35,7 +42,7 @@ def predict(
         "--threshold",
         min=0.0,
         max=1.0,
-        help="Abnormal decision threshold (default: the run's decision rule, else its "
+        help="Abnormal decision threshold (default: the model's decision rule, else its "
         "prediction.probability_threshold).",
     ),
     dask: str = typer.Option(
@@ -65,9 +72,10 @@ def predict(
         help="Patient id from each file name: the first group of this regex (else the match).",
     ),
 ) -> None:
-    """Score recordings with the run's fold ensemble; one row per recording.
+    """Score recordings with a model (a run's fold ensemble); one row per recording.
 
-    Label, abnormal flag and outcome follow the run's decision rule and duration limits.
+    MODEL is a run folder, a pipeline folder (stetho export) or a ready model stetho:NAME.
+    Label, abnormal flag and outcome follow the model's decision rule and duration limits.
     Beside OUT (with any of the options below, or when the batch looks unlike the training
     data): OUT.decisions.json (shift indicator, quality gate, adapted priors and the rule
     used) and, with a patient option, OUT.patients.csv (one decision per patient).
@@ -75,7 +83,8 @@ def predict(
     Exit code: 0 when all were scored, 1 when any failed (see the error column), 2 on misuse.
     """
     from stetho.io import atomic_write_json, check_not_input, write_table
-    from stetho.runs import load_run
+    from stetho.runs.zoo import check_outside_zoo
+    from stetho.scoring.backends import load_scorer
     from stetho.scoring.batch import (
         collect_inputs,
         patients_from_inputs,
@@ -86,6 +95,7 @@ def predict(
         if out.suffix.lower() not in OUT_SUFFIXES:
             raise ValueError(f"--out {out}: unsupported table format; use .csv or .parquet")
         check_not_input(out, inputs)  # a table it reads, however spelt or linked
+        check_outside_zoo(out)  # a packaged model (and the sidecars beside OUT) is only read
         items = collect_inputs(inputs)
         folds = None if fold is None else [fold]
         batch_level = quality_gate or adapt_priors or patient_column or patient_regex
@@ -100,7 +110,7 @@ def predict(
                 else None
             )
             result = predict_batch(
-                load_run(run_dir, folds=folds),
+                load_scorer(run_dir, threads=None, folds=folds),
                 items,
                 batch_size=batch_size,
                 progress=progress,

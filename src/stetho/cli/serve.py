@@ -17,8 +17,8 @@ logger = logging.getLogger(__name__)
 def serve(
     model: Path = typer.Argument(
         None,
-        help="A finished run folder or an exported scoring pipeline folder "
-        "(default: $STETHO_MODEL_PATH).",
+        help="A finished run folder, an exported scoring pipeline folder or a ready model "
+        "stetho:NAME (see stetho models; default: $STETHO_MODEL_PATH).",
         show_default=False,
     ),
     host: str = typer.Option(None, "--host", help="Address to bind (default: 127.0.0.1)."),
@@ -83,7 +83,7 @@ def serve(
             settings = ServeSettings(**{k: v for k, v in flags.items() if v is not None})
         except ValidationError as exc:
             problems = "; ".join(
-                "no model: give RUN_DIR or PIPE_DIR, or set STETHO_MODEL_PATH"
+                "no model: give RUN_DIR, PIPE_DIR or stetho:NAME, or set STETHO_MODEL_PATH"
                 if e["type"] == "missing" and e["loc"] == ("model_path",)
                 else f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
                 for e in exc.errors()

@@ -27,9 +27,10 @@ from stetho.data.readers import read_dataset
 from stetho.evaluation.labels import LabelMapping, resolve_label_map
 from stetho.evaluation.metrics import N_BOOT, evaluation_metrics
 from stetho.io import atomic_write_json, atomic_write_text, check_replaceable_dir, write_table
-from stetho.runs import Run, load_run
+from stetho.runs import Run
 from stetho.runs.folder import EvaluationFolder, RunFolder
-from stetho.scoring.backends import RunScorer
+from stetho.runs.zoo import check_outside_zoo, is_model_name, resolve_model
+from stetho.scoring.backends import RunScorer, Scorer, load_scorer
 from stetho.scoring.batch import DEFAULT_BATCH_SIZE, InputItem, predict_files
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,13 @@ def read_datasets(
 
 
 def default_out(run_dir: str | Path, datasets: pd.DataFrame) -> Path:
-    """``<run>/evaluations/<dataset>[+<dataset>...]``."""
+    """``<run>/evaluations/<dataset>[+<dataset>...]``; ``ValueError`` for a scoring pipeline
+    or a ready model (``stetho:NAME``), whose folder is never written into: give ``out``."""
+    if is_model_name(run_dir) or not RunFolder(run_dir).config.is_file():
+        raise ValueError(
+            f"{run_dir} is a scoring pipeline, not a run folder: its folder is left as it is, "
+            "so name the evaluation's folder with --out DIR"
+        )
     name = "+".join(dict.fromkeys(datasets["dataset"].astype(str)))
     return RunFolder(run_dir).evaluation(name).root
 
@@ -124,16 +131,18 @@ def evaluate(
 ) -> Evaluation:
     """Score ``data`` with the run in ``run_dir`` and write the evaluation (module doc).
 
-    ``label_map`` (from :func:`~stetho.evaluation.labels.parse_label_map`) maps the datasets'
-    labels onto the run; ``out`` defaults to :func:`default_out`. ``run`` is the loaded run
-    when the caller has it. Errors before any scoring: unknown labels, an output that exists,
-    a dataset that cannot be read.
+    ``run_dir`` may also be an exported scoring pipeline folder or a ready model
+    (``stetho:NAME``): it is scored the same way, and ``out`` must then be given (the
+    default lies inside a run folder). ``label_map`` (from
+    :func:`~stetho.evaluation.labels.parse_label_map`) maps the datasets' labels onto the run;
+    ``out`` defaults to :func:`default_out`. ``run`` is the loaded run when the caller has it.
+    Errors before any scoring: unknown labels, an output that exists, a dataset that cannot be
+    read.
     """
     manifest = read_datasets(
         data, layout=layout, patient_regex=patient_regex, patient_column=patient_column
     )
-    run = run if run is not None else load_run(run_dir)
-    scorer = RunScorer(run)
+    scorer: Scorer = RunScorer(run) if run is not None else load_scorer(run_dir, threads=None)
     rule = scorer.rule
     labels = manifest["label"].dropna().astype(str)
     if labels.empty:
@@ -143,7 +152,8 @@ def evaluate(
         )
     mapping = resolve_label_map(labels, rule.classes, rule.normal_class, label_map)
     target = Path(out) if out is not None else default_out(run_dir, manifest)
-    folder = check_out(target, inputs=[run_dir, *data], force=force)
+    check_outside_zoo(target)
+    folder = check_out(target, inputs=[resolve_model(run_dir), *data], force=force)
 
     targets = [mapping.target(v) for v in manifest["label"]]
     manifest = manifest.assign(target=pd.Series(targets, index=manifest.index, dtype=object))

@@ -16,6 +16,7 @@ from stetho.report.inputs import RunData
 from stetho.report.markup import esc, section
 from stetho.report.sections import SECTIONS
 from stetho.runs.folder import RunFolder
+from stetho.runs.zoo import refuse_model_name
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,9 @@ def write_report(
     The log line names the report where it will be once the run is sealed: a run being
     written into ``<name>.partial`` is renamed when its hooks are done.
     """
+    refuse_model_name(
+        run_dir, needs="stetho report", hint="its model card describes it: stetho models show NAME"
+    )
     folder = RunFolder(run_dir)
     page, n_figs = render_report(folder.root, n_worst=n_worst, explain_budget_s=explain_budget_s)
     target = Path(out) if out is not None else folder.report

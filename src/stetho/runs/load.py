@@ -19,6 +19,7 @@ from stetho.config import ResolvedConfig, load_resolved_config
 from stetho.io import ArtifactError, atomic_path
 from stetho.models import HeartSoundClassifier, create_model
 from stetho.runs.folder import RunFolder
+from stetho.runs.zoo import refuse_model_name
 
 CONFIG = RunFolder(".").config.name
 LABELS = RunFolder(".").labels.name
@@ -71,8 +72,10 @@ def load_run(run_dir: str | Path, *, folds: list[int] | None = None) -> Run:
     """Load a finished run's config and fold models (safetensors: no code is executed).
 
     Raises ``FileNotFoundError`` for a folder that is not a finished run, ``ValueError`` for
-    folds that were not trained, :class:`~stetho.io.ArtifactError` for unusable files.
+    folds that were not trained and for a ready model's ``stetho:NAME`` (a pipeline, not a
+    run), :class:`~stetho.io.ArtifactError` for unusable files.
     """
+    refuse_model_name(run_dir, needs="this command")
     rf = RunFolder(run_dir)
     if not rf.config.is_file():
         hint = (

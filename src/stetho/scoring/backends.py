@@ -31,6 +31,7 @@ from stetho.io import ArtifactError
 from stetho.pcg import analyze
 from stetho.runs import Run, load_run
 from stetho.runs.folder import PipelineFolder, RunFolder
+from stetho.runs.zoo import is_model_name, resolve_model
 from stetho.scoring.chunking import chunk_mean, predict_recordings
 from stetho.scoring.core import Acceptance, Scored, decide, run_acceptance, run_rule
 
@@ -227,21 +228,44 @@ class PipelineScorer:
         )
 
 
-def load_scorer(path: str | Path, *, threads: int = 1) -> Scorer:
-    """A :class:`RunScorer` for a run folder, a :class:`PipelineScorer` for a pipeline folder.
+def load_scorer(
+    path: str | Path, *, threads: int | None = 1, folds: list[int] | None = None
+) -> Scorer:
+    """A :class:`RunScorer` for a run folder, a :class:`PipelineScorer` for a pipeline folder
+    or a ready model (``stetho:NAME``, :mod:`stetho.runs.zoo`; served under that name).
 
     A run folder may hold its exported pipeline in ``scoring/``; the run itself is served.
+    ``threads``: torch / onnxruntime threads (``None``: torch's own setting, one for
+    onnxruntime). ``folds``: a run's folds to score with (a pipeline holds its folds in one
+    graph: ``ValueError``).
     """
-    path = Path(path)
+    given = path
+    path = resolve_model(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such folder (expected a run or a scoring pipeline)")
+    scorer: Scorer
     if RunFolder(path).config.is_file():
-        return RunScorer(path, threads=threads)
-    if PipelineFolder(path).model.is_file():
-        return PipelineScorer(path, threads=threads)
-    raise FileNotFoundError(
-        f"{path}: neither a finished run (config.yaml) nor a scoring pipeline (model.onnx)"
-    )
+        scorer = RunScorer(path, threads=threads, folds=folds)
+    elif PipelineFolder(path).model.is_file():
+        if folds is not None:
+            raise ValueError(
+                f"{given}: a scoring pipeline averages its folds inside one graph, so no fold "
+                "can be chosen; export the fold you want (stetho export RUN --fold K) instead"
+            )
+        scorer = PipelineScorer(path, threads=1 if threads is None else threads)
+    else:
+        hint = (
+            " (training still running or crashed: see stetho train --resume)"
+            if RunFolder(path).working().root.exists()
+            else ""
+        )
+        raise FileNotFoundError(
+            f"{path}: not a finished stetho run (no config.yaml{hint}) nor a scoring pipeline "
+            "(no model.onnx)"
+        )
+    if is_model_name(given):
+        scorer.name = str(given)
+    return scorer
 
 
 def chunk_seconds(prediction: PredictionConfig) -> float:

@@ -2,12 +2,13 @@
 
 The files are cut into the groups :func:`stetho.scoring.batch.predict_files` uses (``batch_size``
 recordings each); each group is one task running :func:`stetho.scoring.batch.score_group` on a
-worker. A worker loads the run once (a per-process cache keyed on the run folder and folds),
-so a task costs decoding and inference only. The client reassembles the groups in input order
-and builds the same table as the serial run, bad files included.
+worker. A worker loads the model once (a per-process cache keyed on the model and folds),
+so a task costs decoding and inference only. The model is a run folder, a pipeline folder or a
+ready model ``stetho:NAME`` (each worker finds it in its own install). The client reassembles
+the groups in input order and builds the same table as the serial run, bad files included.
 
-Workers read the run folder and the audio files themselves, by absolute path: both must be on
-storage every worker sees at the same path (NFS, a shared volume). See ``docs/scoring.md``.
+Workers read the model folder and the audio files themselves, by absolute path: both must be
+on storage every worker sees at the same path (NFS, a shared volume). See ``docs/scoring.md``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from stetho.decision import DecisionRule
-from stetho.scoring.backends import RunScorer
+from stetho.runs.zoo import is_model_name
+from stetho.scoring.backends import Scorer, load_scorer
 from stetho.scoring.batch import (
     DEFAULT_BATCH_SIZE,
     InputItem,
@@ -42,20 +44,19 @@ LOCAL = "local"
 
 
 @functools.lru_cache(maxsize=4)
-def _worker_run(run_dir: str, folds: tuple[int, ...] | None) -> RunScorer:
-    """The run, loaded once per worker process (and per folds); torch limited to the worker's
-    threads so that several workers on one machine do not oversubscribe its cores."""
-    import torch
-
+def _worker_run(run_dir: str, folds: tuple[int, ...] | None) -> Scorer:
+    """The model, loaded once per worker process (and per folds); torch / onnxruntime limited
+    to the worker's threads so that several workers on one machine do not oversubscribe its
+    cores."""
     try:
         from distributed import get_worker
 
         threads = get_worker().state.nthreads
     except (ImportError, ValueError):  # not inside a Dask worker
         threads = 0
-    if threads:
-        torch.set_num_threads(threads)
-    return RunScorer(run_dir, folds=None if folds is None else list(folds))
+    return load_scorer(
+        run_dir, threads=threads or None, folds=None if folds is None else list(folds)
+    )
 
 
 def _score_task(
@@ -111,22 +112,23 @@ def predict_files_dask(
     """:func:`stetho.scoring.batch.predict_files` over a Dask cluster; returns the same table.
 
     Args:
-        run_dir: the run folder, readable by every worker at the same absolute path.
+        run_dir: the run or pipeline folder, readable by every worker at the same absolute
+            path, or a ready model ``stetho:NAME``.
         items: from :func:`stetho.scoring.batch.collect_inputs` (absolute paths are used).
         scheduler: a ``distributed.Client``, a scheduler address, or ``"local"``.
         folds, batch_size, threshold, progress: as for ``predict_files`` / ``load_run``.
     """
     from distributed import as_completed
 
-    run_dir = Path(run_dir).resolve()
-    # Checked here, before any task is sent: a missing run or fold is a usage error.
-    rule = rule_with_threshold(RunScorer(run_dir, folds=folds), threshold)
+    model = str(run_dir) if is_model_name(run_dir) else str(Path(run_dir).resolve())
+    # Checked here, before any task is sent: a missing model or fold is a usage error.
+    rule = rule_with_threshold(load_scorer(model, threads=None, folds=folds), threshold)
     fold_key = None if folds is None else tuple(folds)
     parts = [list(g) for g in groups(items, batch_size)]
     done: list[list[Scored] | None] = [None] * len(parts)
     with connect(scheduler) as client:
         futures = [
-            client.submit(_score_task, str(run_dir), fold_key, part, batch_size, rule, pure=False)
+            client.submit(_score_task, model, fold_key, part, batch_size, rule, pure=False)
             for part in parts
         ]
         index = {f.key: i for i, f in enumerate(futures)}

@@ -20,7 +20,8 @@ class ServeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STETHO_", extra="ignore", frozen=True)
 
     #: A finished run folder (``config.yaml`` + ``fold-*/model.safetensors``) or an exported
-    #: scoring pipeline folder (``model.onnx`` + ``labels.json`` + ``preprocess.json``).
+    #: scoring pipeline folder (``model.onnx`` + ``labels.json`` + ``preprocess.json``), or a
+    #: ready model ``stetho:NAME`` (:mod:`stetho.runs.zoo`).
     model_path: Path
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
