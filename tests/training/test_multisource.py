@@ -101,3 +101,26 @@ def test_balance_weights_make_every_dataset_equally_likely() -> None:
     w = np.asarray(balance_weights(keys))
     assert w[:90].sum() == pytest.approx(w[90:].sum())
     assert np.allclose(w[:90], w[0]) and np.allclose(w[90:], w[90])
+
+
+def test_a_recording_drawn_twice_in_an_epoch_gives_two_chunks() -> None:
+    from stetho.config import AugmentationConfig
+    from stetho.training.data import ChunkDataset
+
+    rng = np.random.default_rng(0)
+    waves = [beats(rng, 2000, 10.0, tone_hz=60.0), beats(rng, 2000, 10.0, tone_hz=400.0)]
+    dataset = ChunkDataset(
+        waves,
+        np.eye(2, dtype=np.float32),
+        chunk_samples=2000,
+        sample_rate=2000,
+        augmentation=AugmentationConfig(),
+        seed=0,
+    )
+    dataset.draws = np.array([0, 0, 1])
+    assert len(dataset) == 3
+    first, second, third = (dataset[k] for k in range(3))
+    assert not np.array_equal(first["wave"], second["wave"])  # same recording, other chunk
+    assert np.array_equal(third["target"], [0.0, 1.0])
+    again = dataset[1]
+    assert np.array_equal(again["wave"], second["wave"])  # a function of (seed, epoch, k)

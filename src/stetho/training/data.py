@@ -102,12 +102,16 @@ class ChunkDataset(Dataset):
         #: rows whose target is a set label (the loss asks for the set, not its spread)
         self.partial = np.zeros(len(waves), bool) if partial is None else partial.astype(bool)
         self.epoch = 0
+        #: the epoch's recordings, position -> row (``None``: every row once); a recording
+        #: drawn twice gets two chunks, as each position seeds its own randomness
+        self.draws: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return len(self.waves)
+        return len(self.waves) if self.draws is None else len(self.draws)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, self.epoch, i])
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        i = k if self.draws is None else int(self.draws[k])
+        rng = np.random.default_rng([self.seed, self.epoch, k])
         x = pad_or_crop(self.waves[i], self.chunk_samples, rng=rng)
         x = augment_waveform(x, rng, self.augmentation, sample_rate=self.sample_rate)
         item = {

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Sampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
 from stetho.config import Config, ResolvedConfig
 from stetho.metrics import classification_metrics, score_for_selection
@@ -241,19 +241,22 @@ def _train_epoch(run: _FoldRun, epoch: int, *, progress: bool) -> dict[str, Any]
     config, tcfg, device, model = run.config, run.config.training, run.device, run.model
     gen = seed_everything(_epoch_seed(config.environment.seed, run.fold, epoch))
     run.dataset.epoch = epoch
-    sampler: Sampler[int] | None = run.sampler
     if run.sampler is not None:
         run.sampler.set_epoch(epoch)
     elif run.balance_weights is not None:
-        # drawn from the epoch's generator: a resumed epoch draws the same recordings
-        sampler = WeightedRandomSampler(
-            run.balance_weights, len(run.dataset), replacement=True, generator=gen
+        # drawn from the epoch's generator (a resumed epoch draws the same recordings), in
+        # random order already
+        run.dataset.draws = np.fromiter(
+            WeightedRandomSampler(
+                run.balance_weights, len(run.balance_weights), replacement=True, generator=gen
+            ),
+            dtype=np.int64,
         )
     loader = DataLoader(
         run.dataset,
         batch_size=run.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
+        shuffle=run.sampler is None and run.dataset.draws is None,
+        sampler=run.sampler,
         drop_last=run.drop_last,
         num_workers=config.environment.number_of_workers,
         generator=gen,
