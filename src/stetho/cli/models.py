@@ -21,7 +21,12 @@ def list_all(ctx: typer.Context) -> None:
     (architecture.pretrained_weights=stetho:NAME)."""
     if ctx.invoked_subcommand is not None:
         return
-    from stetho.models.pretrained import PACKAGED_PREFIX, WEIGHTS_DIR, packaged_backbones
+    from stetho.models.pretrained import (
+        PACKAGED_PREFIX,
+        WEIGHTS_DIR,
+        backbone_card,
+        packaged_backbones,
+    )
     from stetho.runs.zoo import PREFIX, ZOO_DIR, card_summary, list_models, model_card, model_dir
 
     with cli_errors():
@@ -41,18 +46,26 @@ def list_all(ctx: typer.Context) -> None:
         if not backbones:
             typer.echo("  none shipped in this install")
         for name in backbones:
-            typer.echo(f"  {PACKAGED_PREFIX}{name}")
+            try:
+                summary = card_summary(backbone_card(name))
+            except (ValueError, OSError) as exc:
+                summary = f"(no model card: {exc})"
+            typer.echo(f"  {PACKAGED_PREFIX}{name}  {summary}")
 
 
 @models_app.command("show")
 def show(
     name: str = typer.Argument(..., metavar="NAME", help="A ready model: NAME or stetho:NAME."),
 ) -> None:
-    """Print a ready model's card (what it was trained on, how well it does, its limits)."""
-    from stetho.runs.zoo import model_card
+    """Print a ready model's or a packaged backbone's card (what it was trained on, how well
+    it does, its limits)."""
+    from stetho.models.pretrained import PACKAGED_PREFIX, backbone_card, packaged_backbones
+    from stetho.runs.zoo import list_models, model_card
 
     with cli_errors():
-        card = model_card(name)
+        bare = name.removeprefix(PACKAGED_PREFIX)
+        is_backbone = bare in packaged_backbones() and bare not in list_models()
+        card = backbone_card(bare) if is_backbone else model_card(name)
     typer.echo(card, nl=not card.endswith("\n"))
 
 

@@ -98,6 +98,16 @@ def packaged_backbones() -> list[str]:
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
 
 
+def backbone_card(name: str) -> str:
+    """The model card (Markdown) of packaged backbone ``name`` (or ``stetho:NAME``)."""
+    path = resolve_backbone_path(
+        name if name.startswith(PACKAGED_PREFIX) else PACKAGED_PREFIX + name
+    ).with_suffix(".md")
+    if not path.is_file():
+        raise ArtifactError(path, "the packaged backbone has no model card", "reinstall stetho")
+    return path.read_text(encoding="utf-8")
+
+
 def default_packaged_backbone(backbone: str) -> str | None:
     """``stetho:NAME`` that ``pretrained: true`` loads for registry backbone ``backbone``
     (``None`` where stetho packages none: timm backbones fetch ImageNet weights instead).
