@@ -101,6 +101,44 @@ def loso_table(scratch: Path, pretrained: Path | None) -> str:
     return "\n".join(lines)
 
 
+def rule_table(run: Path) -> str:
+    """Sensitivity and specificity per held-out source at the run's shipped decision rule.
+
+    The rule (calibration + threshold, ``decision.json``) is fitted on the out-of-fold rows of
+    the datasets without set labels (pascal, circor): their sources are scored by the
+    cross-fitted rule (``decision_oof``: fitted on the other folds); PhysioNet's, which the
+    fit never saw, by the shipped rule itself.
+    """
+    from stetho.decision import DecisionRule
+
+    oof = pd.read_parquet(run / "oof_predictions.parquet")
+    classes = json.loads((run / "summary.json").read_text())["classes"]
+    rule = DecisionRule.from_dict(json.loads((run / "decision.json").read_text()))
+    crossfit = pd.read_parquet(run / "decision_oof.parquet")
+    fold_source = oof.groupby("fold")["source"].first().to_dict()
+    crossfit["source"] = crossfit["fold"].map(fold_source)
+    lines = [
+        "| held-out source | sensitivity | specificity | MAcc | scored by |",
+        "|---|---|---|---|---|",
+    ]
+    for source in SOURCES:
+        fitted = crossfit[crossfit["source"] == source]
+        if len(fitted):
+            part, how = fitted, "cross-fitted rule"
+            flagged = part["abnormal_probability"].to_numpy() >= part["threshold"].to_numpy()
+        else:
+            part, how = oof[oof["source"] == source], "shipped rule (never fitted on it)"
+            probs = rule.probabilities(part[[f"prob_{c}" for c in classes]].to_numpy())
+            flagged = rule.abnormal_probability(probs) >= rule.threshold
+        keep = ~part["label"].isin(LEFT_OUT).to_numpy()
+        y = (part["label"] != "normal").to_numpy()[keep]
+        flagged = flagged[keep]
+        se = float((flagged & y).sum() / max(1, y.sum()))
+        sp = float((~flagged & ~y).sum() / max(1, (~y).sum()))
+        lines.append(f"| {source} | {se:.3f} | {sp:.3f} | {(se + sp) / 2:.3f} | {how} |")
+    return "\n".join(lines)
+
+
 def mission_table(runs: dict[str, Path]) -> str:
     lines = [
         "| run | macro AUC | AUC extrastole | AUC murmur | AUC normal | balanced accuracy | "
@@ -118,6 +156,35 @@ def mission_table(runs: dict[str, Path]) -> str:
     return "\n".join(lines)
 
 
+def macro_auc(frame: pd.DataFrame, classes: list[str]) -> float:
+    aucs = [
+        roc_auc_score(frame["label"] == c, frame[f"prob_{c}"])
+        for c in classes
+        if 0 < (frame["label"] == c).sum() < len(frame)
+    ]
+    return float(np.mean(aucs))
+
+
+def paired_difference(a: Path, b: Path, n_boot: int = 1000, seed: int = 0) -> str:
+    """Macro AUC of run ``b`` minus run ``a`` on the same recordings, with a 95 % patient
+    bootstrap interval (both runs resampled by the same patients)."""
+    classes = json.loads((a / "summary.json").read_text())["classes"]
+    fa = pd.read_parquet(a / "oof_predictions.parquet").set_index("path")
+    fb = pd.read_parquet(b / "oof_predictions.parquet").set_index("path").loc[fa.index]
+    diff = macro_auc(fb, classes) - macro_auc(fa, classes)
+    rng = np.random.default_rng(seed)
+    patients = fa["patient"].to_numpy()
+    groups = [np.flatnonzero(patients == p) for p in np.unique(patients)]
+    boots = []
+    for _ in range(n_boot):
+        rows = np.concatenate([groups[i] for i in rng.integers(len(groups), size=len(groups))])
+        boots.append(macro_auc(fb.iloc[rows], classes) - macro_auc(fa.iloc[rows], classes))
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return (
+        f"macro AUC {b.name} - {a.name}: {diff:+.3f}, 95 % patient bootstrap [{lo:+.3f}, {hi:+.3f}]"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -126,8 +193,17 @@ def main() -> None:
     loso.add_argument("pretrained", type=Path, nargs="?")
     mission = sub.add_parser("mission")
     mission.add_argument("runs", nargs="+", help="NAME=RUN")
+    rule = sub.add_parser("rule")
+    rule.add_argument("run", type=Path)
+    paired = sub.add_parser("paired")
+    paired.add_argument("a", type=Path)
+    paired.add_argument("b", type=Path)
     args = parser.parse_args()
-    if args.what == "loso":
+    if args.what == "rule":
+        print(rule_table(args.run))
+    elif args.what == "paired":
+        print(paired_difference(args.a, args.b))
+    elif args.what == "loso":
         print(loso_table(args.scratch, args.pretrained))
     else:
         runs = dict(item.split("=", 1) for item in args.runs)
