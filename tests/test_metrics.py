@@ -51,3 +51,19 @@ def test_shape_and_label_errors_are_specific():
         classification_metrics(["normal"], np.zeros((1, 2)), CLASSES)
     with pytest.raises(ValueError, match="artifact"):
         classification_metrics(["artifact"], np.zeros((1, 3)), CLASSES)
+
+
+def test_set_labels_leave_the_multiclass_figures_and_stay_in_normal_vs_abnormal() -> None:
+    classes = ["extrastole", "murmur", "normal"]
+    groups = {"abnormal": ["extrastole", "murmur"]}
+    probs = np.array([[0.2, 0.3, 0.5], [0.1, 0.1, 0.8], [0.1, 0.1, 0.8], [0.0, 0.9, 0.1]])
+    m = classification_metrics(
+        np.array(["abnormal", "abnormal", "normal", "murmur"]), probs, classes, groups=groups
+    )
+    assert m["n"] == 2 and m["n_set_labelled"] == 2
+    # normal vs abnormal scores all four: the two set labels count as abnormal
+    assert m["physionet2016"]["auc"] == pytest.approx(5 / 6)
+    only_sets = classification_metrics(
+        np.array(["abnormal", "abnormal"]), probs[:2], classes, groups=groups
+    )
+    assert only_sets["n"] == 0 and np.isnan(only_sets["macro_auc"])

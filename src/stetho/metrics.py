@@ -99,7 +99,9 @@ def classification_metrics(
     finite = [v for v in aucs.values() if not math.isnan(v)]
     pred = np.asarray(classes, dtype=object)[probs.argmax(axis=1)]
     present = [c for c in classes if (y_true == c).any()]
-    cm = confusion_matrix(y_true, pred, labels=classes)
+    # a fold of set labels alone leaves no single-class recording to count
+    k = len(classes)
+    cm = confusion_matrix(y_true, pred, labels=classes) if len(y_true) else np.zeros((k, k), int)
     per_class: dict[str, dict[str, float]] = {}
     n = len(y_true)
     for i, c in enumerate(classes):
