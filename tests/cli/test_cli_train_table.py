@@ -28,3 +28,19 @@ def test_without_a_fitted_rule_the_default_rules_macc() -> None:
     rows = dict(final_table(_summary(skipped="no normal class"), command_seconds=20.0))
     assert rows["MAcc normal/abnormal"] == "0.9900"
     assert rows["training time (all segments)"] == "12 s"
+
+
+def test_several_datasets_add_each_sources_normal_vs_abnormal_auc() -> None:
+    summary = _summary(skipped="no normal class")
+    summary["per_dataset"] = {"pascal": {}, "physionet2016": {}}
+    summary["per_source"] = {
+        "set_a": {"physionet2016": {"auc": 0.7}},
+        "training-a": {"physionet2016": {"auc": 0.6}},
+        "training-c": {"physionet2016": {"auc": float("nan")}},  # one class only
+    }
+    rows = dict(final_table(summary, command_seconds=1.0))
+    assert rows["normal vs abnormal AUC, set_a (out-of-fold)"] == "0.7000"
+    assert rows["normal vs abnormal AUC, mean over sources"] == "0.6500"
+    assert not any("training-c" in name for name in rows)
+    single = dict(final_table(_summary(skipped="x"), command_seconds=1.0))
+    assert not any(name.startswith("normal vs abnormal AUC") for name in single)
