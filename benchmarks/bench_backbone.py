@@ -26,6 +26,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from stetho.evaluation.metrics import bootstrap_auc
+from stetho.metrics import per_class_auc
+
 LEFT_OUT = {"artifact"}
 SOURCES = (
     "set_a",
@@ -48,20 +51,6 @@ def abnormal_frame(run: Path) -> pd.DataFrame:
     return oof
 
 
-def patient_bootstrap_auc(
-    part: pd.DataFrame, n_boot: int = 1000, seed: int = 0
-) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    groups = [g for _, g in part.groupby("patient")]
-    aucs = []
-    for _ in range(n_boot):
-        sample = pd.concat([groups[i] for i in rng.integers(len(groups), size=len(groups))])
-        if sample["y"].nunique() == 2:
-            aucs.append(roc_auc_score(sample["y"], sample["score"]))
-    lo, hi = np.percentile(aucs, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
 def loso_table(scratch: Path, pretrained: Path | None) -> str:
     runs = {"from scratch": scratch} | ({"pretrained": pretrained} if pretrained else {})
     frames = {name: abnormal_frame(path) for name, path in runs.items()}
@@ -82,7 +71,7 @@ def loso_table(scratch: Path, pretrained: Path | None) -> str:
                 continue
             n = f"{len(part)} ({int(part['y'].sum())})"
             auc = float(roc_auc_score(part["y"], part["score"]))
-            lo, hi = patient_bootstrap_auc(part)
+            lo, hi = bootstrap_auc(part["y"].to_numpy(), part["score"].to_numpy(), part["patient"])
             means[name].append(auc)
             cells.append(f"{auc:.3f} ({lo:.2f}–{hi:.2f})")
         lines.append(f"| {source} | {n} | " + " | ".join(cells) + " |")
@@ -157,12 +146,11 @@ def mission_table(runs: dict[str, Path]) -> str:
 
 
 def macro_auc(frame: pd.DataFrame, classes: list[str]) -> float:
-    aucs = [
-        roc_auc_score(frame["label"] == c, frame[f"prob_{c}"])
-        for c in classes
-        if 0 < (frame["label"] == c).sum() < len(frame)
-    ]
-    return float(np.mean(aucs))
+    """Mean one-vs-rest AUC over the classes present (as ``summary.json``'s macro AUC)."""
+    aucs = per_class_auc(
+        frame["label"].to_numpy(), frame[[f"prob_{c}" for c in classes]].to_numpy(), classes
+    )
+    return float(np.nanmean(list(aucs.values())))
 
 
 def paired_difference(a: Path, b: Path, n_boot: int = 1000, seed: int = 0) -> str:
