@@ -67,3 +67,9 @@ def test_set_labels_leave_the_multiclass_figures_and_stay_in_normal_vs_abnormal(
         np.array(["abnormal", "abnormal"]), probs[:2], classes, groups=groups
     )
     assert only_sets["n"] == 0 and np.isnan(only_sets["macro_auc"])
+    # a group that includes normal cannot say abnormal: left out of normal vs abnormal too
+    with_normal = {"any": ["murmur", "normal"], **groups}
+    m = classification_metrics(
+        np.array(["abnormal", "any", "normal", "murmur"]), probs, classes, groups=with_normal
+    )
+    assert m["physionet2016"]["auc"] == pytest.approx(1.0)  # 0.5, 0.9 over 0.2; "any" out

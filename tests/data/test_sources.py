@@ -10,7 +10,6 @@ import soundfile as sf
 
 from stetho.config import SourceConfig
 from stetho.data.label_groups import (
-    abnormal_label,
     check_label_groups,
     is_set_label,
     label_targets,
@@ -80,6 +79,3 @@ def test_label_groups_are_checked_against_the_classes() -> None:
         check_label_groups({"murmur": ["murmur"]}, ["murmur", "normal"])
     with pytest.raises(ValueError, match="at least one class"):
         check_label_groups({"abnormal": []}, ["normal"])
-    assert abnormal_label("abnormal", GROUPS) is True
-    assert abnormal_label("any", {"any": ["normal", "murmur"]}) is None
-    assert abnormal_label("normal", GROUPS) is False

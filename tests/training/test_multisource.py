@@ -13,6 +13,9 @@ import yaml
 from fixtures_runs import TINY_OVERRIDES, beats
 
 from stetho.config import ConfigError, load_config
+from stetho.report.context import Context
+from stetho.report.inputs import RunData
+from stetho.report.sections.metrics import metrics as metrics_section
 from stetho.training.data import balance_weights
 from stetho.training.experiment import run_experiment
 
@@ -80,6 +83,10 @@ def test_leave_one_source_out_trains_on_set_labels_and_scores_each_source(
     assert oof.groupby("dataset").size().to_dict() == {"coarse": 12, "fine": 10}
     warnings = json.loads((run / "warnings.json").read_text())
     assert any("decision rule fitted on the dataset(s) ['fine'] only" in w for w in warnings)
+    # the report's curves show the single-class recordings and say what they leave out
+    data = RunData(run)
+    assert len(data.oof) == 16 and data.n_set_labelled == 6
+    assert "6 recordings labelled only by a group" in metrics_section(Context(data, n_worst=0))
 
 
 def test_set_labels_refuse_mixing_and_balance_needs_the_column(

@@ -70,12 +70,3 @@ def label_targets(
             known = list(classes) + sorted(groups)
             raise ValueError(f"label {label!r} is not among the classes or label groups {known}")
     return y
-
-
-def abnormal_label(label: str, groups: Groups | None, *, normal: str = "normal") -> bool | None:
-    """Whether ``label`` says abnormal (anything but ``normal``), ``None`` for a set label
-    that includes ``normal`` (it cannot say)."""
-    members = (groups or {}).get(label)
-    if members is not None:
-        return None if normal in members else True
-    return label != normal

@@ -50,6 +50,13 @@ def metrics(ctx: Context) -> str:
             rows,
         ),
     ]
+    if rf.n_set_labelled:
+        out.append(
+            f"<p>{rf.n_set_labelled} recordings labelled only by a group "
+            "(<code>dataset.label_groups</code>, e.g. PhysioNet's abnormal) have no single class: "
+            "they are left out of the per-class figures and curves, and counted in normal vs "
+            "abnormal.</p>"
+        )
     overall = [
         ["macro ROC AUC", pooled.get("macro_auc")],
         ["balanced accuracy", pooled.get("balanced_accuracy")],
