@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import typer
 
 from stetho.cli.common import cli_errors
@@ -27,30 +29,33 @@ def list_all(ctx: typer.Context) -> None:
         backbone_card,
         packaged_backbones,
     )
-    from stetho.runs.zoo import PREFIX, ZOO_DIR, card_summary, list_models, model_card, model_dir
+    from stetho.runs.zoo import PREFIX, ZOO_DIR, list_models, model_card, model_dir
 
     with cli_errors():
-        names = list_models()
         typer.echo(f"ready models ({ZOO_DIR}):")
-        if not names:
-            typer.echo("  none shipped in this install")
-        for name in names:
-            try:
-                summary = card_summary(model_card(name))
-            except ValueError as exc:  # a model without its card is still usable
-                summary = f"(no model card: {exc})"
-            typer.echo(f"  {PREFIX}{name}  {summary}")
+        for name in _listed(list_models()):
+            typer.echo(f"  {PREFIX}{name}  {_summary(model_card, name)}")
             typer.echo(f"      {model_dir(name)}")
-        backbones = packaged_backbones()
         typer.echo(f"pretrained backbones ({WEIGHTS_DIR}):")
-        if not backbones:
-            typer.echo("  none shipped in this install")
-        for name in backbones:
-            try:
-                summary = card_summary(backbone_card(name))
-            except (ValueError, OSError) as exc:
-                summary = f"(no model card: {exc})"
-            typer.echo(f"  {PACKAGED_PREFIX}{name}  {summary}")
+        for name in _listed(packaged_backbones()):
+            typer.echo(f"  {PACKAGED_PREFIX}{name}  {_summary(backbone_card, name)}")
+
+
+def _listed(names: list[str]) -> list[str]:
+    """``names``, after saying so when there are none."""
+    if not names:
+        typer.echo("  none shipped in this install")
+    return names
+
+
+def _summary(card: Callable[[str], str], name: str) -> str:
+    """The first line of ``name``'s card; a model without its card is still usable."""
+    from stetho.runs.zoo import card_summary
+
+    try:
+        return card_summary(card(name))
+    except (ValueError, OSError) as exc:
+        return f"(no model card: {exc})"
 
 
 @models_app.command("show")
