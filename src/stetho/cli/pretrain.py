@@ -47,10 +47,11 @@ def pretrain(
         "--crops",
         help="independent (the two views cut at two offsets) or same (one excerpt).",
     ),
-    allow_mission_audio: bool = typer.Option(
-        False,
-        "--allow-mission-audio",
-        help="Use the mission set's audio (never its labels) for the ssl objective.",
+    mission_audio: str = typer.Option(
+        "none",
+        "--mission-audio",
+        help="The mission set's audio (never its labels): none, unlabelled (its recordings "
+        "without a label, in no fold) or all.",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     checkpoint_every: int = typer.Option(200, "--checkpoint-every", min=1, help="Steps."),
@@ -76,7 +77,7 @@ def pretrain(
             temperature=temperature,
             balance_by=balance_by,
             crops=crops,
-            allow_mission_audio=allow_mission_audio,
+            mission_audio=mission_audio,
             steps=steps,
             minutes=minutes,
             seed=seed,

@@ -6,8 +6,9 @@ with a ``dataset`` column, the ``layout`` and one ``target_<task>`` column per s
 (:data:`~stetho.pretrain.objective.MASKED` where the dataset does not define it).
 
 The mission set (the PASCAL heartbeat-sounds recordings every stetho model is judged on) is
-guarded: its **labels are never used**, and its audio only when asked
-(``allow_mission_audio``) for the self-supervised objective, which sees no labels at all.
+guarded: its **labels are never used**, and its audio only when asked (``mission_audio``):
+``"unlabelled"`` keeps only the recordings that carry no label (the challenge's unlabelled
+test files, which no validation fold holds), ``"all"`` every recording's audio.
 
 :class:`PretrainBatches` makes batch ``k`` from ``(seed, k)`` alone: each item picks a
 balancing group uniformly (``balance_by="dataset"``: every ``--source`` equally likely;
@@ -46,10 +47,14 @@ BALANCE_BY = ("dataset", "source")
 #: (with ``same`` crops the contrastive loss falls to ~0.2 within 150 steps by lining up the
 #: beats); ``same``: both views of one excerpt.
 CROPS = ("independent", "same")
+#: ``none``: the mission set is refused; ``unlabelled``: only its recordings without a label
+#: (in no fold, so a backbone that heard them was never scored on audio it heard);
+#: ``all``: every recording's audio, labelled ones included (their labels are still dropped).
+MISSION_AUDIO = ("none", "unlabelled", "all")
 
 
 class MissionSetError(ValueError):
-    """The mission set was given as a pretraining source without ``allow_mission_audio``."""
+    """The mission set was given as a pretraining source with ``mission_audio="none"``."""
 
 
 @dataclass(frozen=True)
@@ -87,9 +92,11 @@ def is_mission_set(source: Source) -> bool:
 
 
 def load_sources(
-    sources: list[Source], *, use_labels: bool, allow_mission_audio: bool = False
+    sources: list[Source], *, use_labels: bool, mission_audio: str = "none"
 ) -> pd.DataFrame:
     """One table of every recording of ``sources`` (module doc); labels only if ``use_labels``."""
+    if mission_audio not in MISSION_AUDIO:
+        raise ValueError(f"mission_audio={mission_audio!r}: expected one of {MISSION_AUDIO}")
     if not sources:
         raise ValueError("no pretraining sources: pass at least one --source ROOT[:layout]")
     frames = []
@@ -102,13 +109,22 @@ def load_sources(
             )
         names.add(source.name)
         mission = is_mission_set(source)
-        if mission and not allow_mission_audio:
+        if mission and mission_audio == "none":
             raise MissionSetError(
                 f"{source.root} is the mission set (PASCAL heartbeat-sounds): stetho's models "
-                "are judged on it, so pretraining leaves it out; pass --allow-mission-audio to "
-                "use its audio for the self-supervised objective (its labels are never used)"
+                "are judged on it, so pretraining leaves it out; pass --mission-audio "
+                "unlabelled (its recordings without a label, which no fold holds) or "
+                "--mission-audio all to use its audio (its labels are never used)"
             )
         frame = read_dataset(source.root, layout=source.layout)
+        if mission and mission_audio == "unlabelled":
+            frame = frame[frame["label"].isna() | (frame["label"].astype(str) == "")]
+            if frame.empty:
+                raise ValueError(
+                    f"{source.root}: --mission-audio unlabelled, but every recording there "
+                    "has a label; point --source at the unlabelled recordings or leave it out"
+                )
+            frame = frame.reset_index(drop=True)
         frame["dataset"] = source.name
         frame["layout"] = source.layout
         frame["mission"] = mission

@@ -78,7 +78,7 @@ class PretrainConfig:
     supervised_weight: float = 1.0
     balance_by: str = "dataset"
     crops: str = "independent"
-    allow_mission_audio: bool = False
+    mission_audio: str = "none"
     views: DeviceViewConfig = field(default_factory=DeviceViewConfig)
     #: Budget: stop at whichever comes first; at least one must be set.
     steps: int | None = None
@@ -191,7 +191,7 @@ def pretrain(
     frame = load_sources(
         config.sources,
         use_labels=config.objective != "ssl",
-        allow_mission_audio=config.allow_mission_audio,
+        mission_audio=config.mission_audio,
     )
     layouts = sorted(frame.loc[~frame["mission"], "layout"].unique())
     tasks = tuple(tasks_of(layouts)) if config.objective != "ssl" else ()
