@@ -176,9 +176,29 @@ def test_mission_set_labels_are_never_used(tmp_path: Path) -> None:
     write_hearts(mission / "murmur", range(2, 4))  # class subfolders: the folder reader labels them
     with pytest.raises(MissionSetError, match="mission set"):
         load_sources([Source(mission)], use_labels=False)
-    frame = load_sources([Source(mission)], use_labels=True, allow_mission_audio=True)
+    frame = load_sources([Source(mission)], use_labels=True, mission_audio="all")
     assert len(frame) == 4 and frame["label"].isna().all()
     assert all((frame[f"target_{t}"] == MASKED).all() for t in TASKS)
+    with pytest.raises(ValueError, match="every recording there has a label"):
+        load_sources([Source(mission)], use_labels=False, mission_audio="unlabelled")
+
+
+def test_mission_audio_unlabelled_keeps_only_recordings_in_no_fold(tmp_path: Path) -> None:
+    # Only the challenge's unlabelled test files may reach a backbone that the mission folds
+    # are then scored with: they are in no fold.
+    root = tmp_path / "heartbeat-sounds"
+    set_a = write_hearts(root / "set_a", range(3))
+    names = ["normal__201101.wav", "murmur__201102.wav", "Aunlabelledtest__201103.wav"]
+    for path, name in zip(sorted(set_a.glob("*.wav")), names, strict=True):
+        path.rename(set_a / name)
+    (root / "set_a.csv").write_text(
+        "dataset,fname,label,sublabel\n"
+        "a,set_a/normal__201101.wav,normal,\n"
+        "a,set_a/murmur__201102.wav,murmur,\n"
+    )  # as published: the csv omits the unlabelled files, which are read from disk
+    frame = load_sources([Source(root, "pascal")], use_labels=False, mission_audio="unlabelled")
+    assert [Path(p).name for p in frame["path"]] == ["Aunlabelledtest__201103.wav"]
+    assert len(load_sources([Source(root, "pascal")], use_labels=False, mission_audio="all")) == 3
 
 
 def test_batches_balance_sources_and_are_a_function_of_the_step(tmp_path: Path) -> None:
