@@ -89,6 +89,23 @@ def test_leave_one_source_out_trains_on_set_labels_and_scores_each_source(
     assert "6 recordings labelled only by a group" in metrics_section(Context(data, n_worst=0))
 
 
+def test_no_rule_when_every_dataset_has_set_labels_and_the_summary_says_why(
+    sources: tuple[Path, Path], tmp_path: Path, one_torch_thread: None
+) -> None:
+    fine, coarse = sources
+    path = config_file(tmp_path, fine, coarse)
+    data = yaml.safe_load(path.read_text())
+    data["dataset"]["sources"][0]["label_map"] = {"extrastole": "abnormal"}
+    path.write_text(yaml.safe_dump(data))
+    result = run_experiment(
+        load_config(path, TINY_OVERRIDES), out_dir=tmp_path / "run", progress=False
+    )
+    reason = result.summary["decision"]["skipped"]
+    assert "every dataset labels recordings by a group only" in reason
+    assert reason in json.loads((result.run_dir / "warnings.json").read_text())
+    assert not (result.run_dir / "decision.json").exists()
+
+
 def test_set_labels_refuse_mixing_and_balance_needs_the_column(
     sources: tuple[Path, Path], tmp_path: Path
 ) -> None:

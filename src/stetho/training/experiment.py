@@ -277,12 +277,10 @@ def _execute(
     summary = summarize_oof(
         oof,
         inputs.classes,
-        rule=None if decided is None else decided.rule,
+        rule=None if isinstance(decided, str) else decided.rule,
         groups=cfg.dataset.label_groups,
     )
-    summary["decision"] = (
-        {"skipped": decision_skip_reason(inputs.classes)} if decided is None else decided.summary
-    )
+    summary["decision"] = {"skipped": decided} if isinstance(decided, str) else decided.summary
     if round_metrics:
         summary["pseudo_labeling"] = round_metrics
     summary["warnings"] = run_warnings
@@ -623,17 +621,20 @@ def fit_decision_step(
     *,
     work: RunFolder,
     warnings: list[str],
-) -> RunDecision | None:
+) -> RunDecision | str:
     """After the folds: fit the run's decision rule (:mod:`stetho.decision.fitting`) and write
-    ``decision.json`` and the cross-fitted decisions into the run; ``None`` (the default rule
-    applies) when the classes have no ``normal`` or the folds cannot be fitted on (a warning
-    says why)."""
-    if decision_skip_reason(classes):
-        logger.info("no decision rule fitted: %s", decision_skip_reason(classes))
-        return None
-    oof = _decision_rows(oof, cfg.dataset.label_groups, warnings)
+    ``decision.json`` and the cross-fitted decisions into the run; when none can be fitted
+    (the classes have no ``normal``, every dataset is set-labelled, or the folds cannot be
+    fitted on) the default rule applies and the reason is returned (and warned of)."""
+    reason = decision_skip_reason(classes)
+    if reason:
+        logger.info("no decision rule fitted: %s", reason)
+        return reason
+    oof, note = _decision_rows(oof, cfg.dataset.label_groups)
+    if note:
+        _add(warnings, note)
     if oof.empty:
-        return None
+        return str(note)
     try:
         decided = fit_run_decision(
             oof,
@@ -643,8 +644,9 @@ def fit_decision_step(
             offsets=fold_prior_offsets(cfg, oof, classes),
         )
     except ValueError as exc:  # e.g. a fold whose other folds hold no normal recording
-        _add(warnings, f"no decision rule fitted ({exc}); the default rule applies")
-        return None
+        reason = f"no decision rule fitted ({exc}); the default rule applies"
+        _add(warnings, reason)
+        return reason
     atomic_write_json(work.decision, decided.rule.to_dict())
     if decided.decisions is not None:
         write_table(decided.decisions, work.decision_oof)
@@ -662,27 +664,28 @@ def fit_decision_step(
 
 
 def _decision_rows(
-    oof: pd.DataFrame, groups: Mapping[str, Sequence[str]], warnings: list[str]
-) -> pd.DataFrame:
-    """The out-of-fold rows the decision rule is fitted on: calibration needs each
-    recording's class, and dropping only a dataset's set-labelled rows would keep its normal
-    ones alone and tilt the fit, so a dataset with set labels is left out whole."""
+    oof: pd.DataFrame, groups: Mapping[str, Sequence[str]]
+) -> tuple[pd.DataFrame, str | None]:
+    """The out-of-fold rows the decision rule is fitted on, and a note of what was left out:
+    calibration needs each recording's class, and dropping only a dataset's set-labelled rows
+    would keep its normal ones alone and tilt the fit, so a dataset with set labels is left
+    out whole."""
     set_rows = is_set_label(oof["label"].tolist(), groups)
     if not set_rows.any():
-        return oof
+        return oof, None
     key = "dataset" if "dataset" in oof.columns else "source"
     partial = sorted(str(v) for v in oof.loc[set_rows, key].unique())
     kept = oof[~oof[key].isin(partial)]
     if kept.empty:
-        _add(warnings, f"no decision rule fitted: every {key} labels recordings by group only")
-    else:
-        _add(
-            warnings,
-            f"decision rule fitted on the {key}(s) {sorted(kept[key].astype(str).unique())} "
-            f"only: {partial} label recordings by a group (dataset.label_groups), which "
-            "calibration cannot use",
+        return kept, (
+            f"no decision rule fitted: every {key} labels recordings by a group only "
+            "(dataset.label_groups); the default rule (arg-max label) applies"
         )
-    return kept
+    return kept, (
+        f"decision rule fitted on the {key}(s) {sorted(kept[key].astype(str).unique())} "
+        f"only: {partial} label recordings by a group (dataset.label_groups), which "
+        "calibration cannot use"
+    )
 
 
 def _rhythm_extras(
