@@ -28,7 +28,7 @@ def _config(*overrides: str) -> ResolvedConfig:
 
 
 def packaged_heartnet(weights_dir: Path, *, width: int = 8, seed: int = 1) -> Path:
-    """A width-``width`` heartnet saved as ``weights_dir/heartnet-pcg-v1.safetensors``, with
+    """A width-``width`` heartnet saved as the packaged default backbone in ``weights_dir``, with
     random weights *and* BatchNorm statistics (none equal a fresh model's)."""
     torch.manual_seed(seed)
     backbone = get_backbone_fn("heartnet")(width=width)

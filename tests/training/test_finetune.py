@@ -40,7 +40,7 @@ def _config(*overrides: str) -> ResolvedConfig:
 
 @pytest.fixture
 def packaged(tmp_path, monkeypatch) -> Path:
-    """A random width-8 heartnet as the packaged ``heartnet-pcg-v1`` (for the default audio)."""
+    """A random width-8 heartnet as the packaged default backbone (for the default audio)."""
     folder = tmp_path / "weights"
     monkeypatch.setattr("stetho.models.pretrained.WEIGHTS_DIR", folder)
     torch.manual_seed(7)
