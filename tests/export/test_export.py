@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 import os
@@ -25,7 +24,7 @@ from typer.testing import CliRunner
 from stetho.cli import app
 from stetho.config import PredictionConfig
 from stetho.data.audio import AudioError, read_audio
-from stetho.export import SCORING_DIR, export_hook, export_pipeline, shared_frontend
+from stetho.export import SCORING_DIR, export_hook, export_pipeline
 from stetho.runs import load_run
 from stetho.scoring.batch import collect_inputs, predict_files
 from stetho.scoring.chunking import recording_chunks
@@ -155,30 +154,6 @@ def test_onnx_graph_equals_torch_ensemble(pipeline, sharp_run):
             )
         got = session.run(None, {"wave": x})[0]
         np.testing.assert_allclose(got, expected, atol=1e-5)
-
-
-def test_folds_with_one_front_end_compute_it_once(pipeline, sharp_run):
-    run = load_run(sharp_run)
-    assert len(run.models) > 1
-    fbank = run.models[0].frontend.fbank.numpy()
-    graph = onnx.load(str(pipeline / "model.onnx")).graph
-    names = {
-        t.name
-        for t in graph.initializer
-        if any(
-            a.shape == f.shape and np.allclose(a, f)
-            for a in [onnx.numpy_helper.to_array(t)]
-            for f in (fbank, fbank.T)
-        )
-    }
-    uses = [node for node in graph.node if names & set(node.input)]
-    assert len(uses) == 1  # the mel filterbank is applied once, not once per fold
-    assert shared_frontend(run.models) is run.models[0].frontend
-    # Folds whose front ends hold their own statistics (spectrogram_normalization: Global)
-    # each keep theirs.
-    other = copy.deepcopy(run.models[1])
-    other.frontend.mean.fill_(0.5)
-    assert shared_frontend([run.models[0], other]) is None
 
 
 def test_export_refuses_existing_folder_unless_forced(sharp_run, pipeline, tmp_path):

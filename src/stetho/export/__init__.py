@@ -63,51 +63,20 @@ VERIFY_TOLERANCE = 1e-4
 class EnsembleProbs(nn.Module):
     """``(batch, samples)`` waveform -> ``(batch, n_classes)`` mean probability of the folds.
 
-    Probabilities (not logits) are averaged, as :func:`stetho.scoring.chunking.predict_recordings`
-    does. When every fold model's front end is the same (:func:`shared_frontend`) the
-    spectrogram is computed once for all of them (``share_frontend``): about a third of a
-    small model's scoring time is its front end, and the graph then holds one copy of its
-    kernels instead of one per fold.
+    Each fold model carries its own front end; probabilities (not logits) are averaged, as
+    :func:`stetho.scoring.chunking.predict_recordings` does.
     """
 
-    def __init__(
-        self, models: Sequence[nn.Module], *, loss_function: str, share_frontend: bool = True
-    ) -> None:
+    def __init__(self, models: Sequence[nn.Module], *, loss_function: str) -> None:
         super().__init__()
         if not models:
             raise ValueError("EnsembleProbs: expected at least one fold model")
         self.models = nn.ModuleList(models)
         self.loss_function = loss_function
-        self.frontend = shared_frontend(models) if share_frontend else None
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        if self.frontend is None:
-            logits = [m(wave) for m in self.models]
-        else:
-            spec = self.frontend(wave)
-            logits = [m.forward_spec(spec) for m in self.models]
-        probs = [logits_to_probs(z, self.loss_function) for z in logits]
+        probs = [logits_to_probs(m(wave), self.loss_function) for m in self.models]
         return torch.stack(probs).mean(dim=0)
-
-
-def shared_frontend(models: Sequence[nn.Module]) -> nn.Module | None:
-    """The front end all ``models`` have, or ``None`` when any two differ: in settings or in
-    buffers (``spectrogram_normalization: Global`` keeps each fold's own statistics)."""
-    fronts = [getattr(m, "frontend", None) for m in models]
-    first = fronts[0]
-    if first is None or not all(hasattr(m, "forward_spec") for m in models):
-        return None
-
-    def settings(module: nn.Module) -> dict[str, Any]:
-        return {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training"}
-
-    def same(other: nn.Module | None) -> bool:
-        if other is None or type(other) is not type(first) or settings(other) != settings(first):
-            return False
-        a, b = first.state_dict(), other.state_dict()
-        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-    return first if all(same(f) for f in fronts[1:]) else None
 
 
 def _trace_samples(run: Run) -> int:
@@ -175,10 +144,7 @@ def verify_onnx(run: Run, path: str | Path, *, lengths: Sequence[int]) -> float:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    # Against each fold model run whole, so a shared front end is checked as well.
-    ensemble = EnsembleProbs(
-        run.models, loss_function=run.config.training.loss_function, share_frontend=False
-    ).eval()
+    ensemble = EnsembleProbs(run.models, loss_function=run.config.training.loss_function).eval()
     worst = 0.0
     for i, n in enumerate(lengths):
         x = _probe_waves(3, n, seed=i)
