@@ -2,14 +2,15 @@
 recorders, read from finished runs (the runs are made by the commands in
 benchmarks/results/backbone.md).
 
-    .venv/bin/python benchmarks/bench_backbone.py loso SCRATCH_RUN PRETRAINED_RUN
+    .venv/bin/python benchmarks/bench_backbone.py loso NAME=RUN [NAME=RUN ...]
     .venv/bin/python benchmarks/bench_backbone.py mission NAME=RUN [NAME=RUN ...]
 
-``loso``: two leave-one-source-out runs (``configs/heart-v1.yaml``): every source scored by
-the fold model that never heard it. Normal vs abnormal, as the issue defines it: abnormal =
-murmur, extrasystole, extra sound, PhysioNet ``abnormal``, CirCor ``Present``; normal = normal,
-CirCor ``Absent``; artifacts, unlabelled recordings and CirCor ``Unknown`` left out. The score
-is ``1 - p(normal)`` of the raw fold model (no decision rule: AUC does not depend on it).
+``loso``: leave-one-source-out runs (``configs/heart-v1.yaml``), a column each: every
+source scored by the fold model that never heard it. Normal vs abnormal, as the issue defines
+it: abnormal = murmur, extrasystole, extra sound, PhysioNet ``abnormal``, CirCor ``Present``;
+normal = normal, CirCor ``Absent``; artifacts, unlabelled recordings and CirCor ``Unknown``
+left out. The score is ``1 - p(normal)`` of the raw fold model (no decision rule: AUC does
+not depend on it).
 Intervals: 95 % percentile bootstrap over patients (PhysioNet names none: one per recording).
 
 ``mission``: pooled out-of-fold figures of 5-fold mission-set runs (macro AUC, extrastole AUC,
@@ -51,8 +52,7 @@ def abnormal_frame(run: Path) -> pd.DataFrame:
     return oof
 
 
-def loso_table(scratch: Path, pretrained: Path | None) -> str:
-    runs = {"from scratch": scratch} | ({"pretrained": pretrained} if pretrained else {})
+def loso_table(runs: dict[str, Path]) -> str:
     frames = {name: abnormal_frame(path) for name, path in runs.items()}
     head = (
         "| held-out source | n (abnormal) | "
@@ -177,8 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     loso = sub.add_parser("loso")
-    loso.add_argument("scratch", type=Path)
-    loso.add_argument("pretrained", type=Path, nargs="?")
+    loso.add_argument("runs", nargs="+", help="NAME=RUN")
     mission = sub.add_parser("mission")
     mission.add_argument("runs", nargs="+", help="NAME=RUN")
     rule = sub.add_parser("rule")
@@ -191,11 +190,9 @@ def main() -> None:
         print(rule_table(args.run))
     elif args.what == "paired":
         print(paired_difference(args.a, args.b))
-    elif args.what == "loso":
-        print(loso_table(args.scratch, args.pretrained))
     else:
-        runs = dict(item.split("=", 1) for item in args.runs)
-        print(mission_table({k: Path(v) for k, v in runs.items()}))
+        runs = {k: Path(v) for k, v in (item.split("=", 1) for item in args.runs)}
+        print(loso_table(runs) if args.what == "loso" else mission_table(runs))
 
 
 if __name__ == "__main__":
