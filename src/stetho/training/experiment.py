@@ -634,7 +634,7 @@ def fit_decision_step(
     if note:
         _add(warnings, note)
     if oof.empty:
-        return str(note)
+        return note or "no out-of-fold predictions to fit a decision rule on"
     try:
         decided = fit_run_decision(
             oof,
