@@ -99,6 +99,7 @@ def rule_table(run: Path) -> str:
     fit never saw, by the shipped rule itself.
     """
     from stetho.decision import DecisionRule
+    from stetho.decision.operating_point import abnormal_truth, binary_metrics
 
     oof = pd.read_parquet(run / "oof_predictions.parquet")
     classes = json.loads((run / "summary.json").read_text())["classes"]
@@ -113,18 +114,20 @@ def rule_table(run: Path) -> str:
     for source in SOURCES:
         fitted = crossfit[crossfit["source"] == source]
         if len(fitted):
+            # one fold per held-out source, so one cross-fitted threshold
+            (threshold,) = fitted["threshold"].unique()
             part, how = fitted, "cross-fitted rule"
-            flagged = part["abnormal_probability"].to_numpy() >= part["threshold"].to_numpy()
+            score = part["abnormal_probability"].to_numpy()
         else:
             part, how = oof[oof["source"] == source], "shipped rule (never fitted on it)"
             probs = rule.probabilities(part[[f"prob_{c}" for c in classes]].to_numpy())
-            flagged = rule.abnormal_probability(probs) >= rule.threshold
+            score, threshold = rule.abnormal_probability(probs), rule.threshold
         keep = ~part["label"].isin(LEFT_OUT).to_numpy()
-        y = (part["label"] != "normal").to_numpy()[keep]
-        flagged = flagged[keep]
-        se = float((flagged & y).sum() / max(1, y.sum()))
-        sp = float((~flagged & ~y).sum() / max(1, (~y).sum()))
-        lines.append(f"| {source} | {se:.3f} | {sp:.3f} | {(se + sp) / 2:.3f} | {how} |")
+        m = binary_metrics(score[keep], abnormal_truth(part["label"].to_numpy()[keep]), threshold)
+        lines.append(
+            f"| {source} | {m['sensitivity']:.3f} | {m['specificity']:.3f} | {m['macc']:.3f} "
+            f"| {how} |"
+        )
     return "\n".join(lines)
 
 

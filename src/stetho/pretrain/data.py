@@ -118,7 +118,8 @@ def load_sources(
             )
         frame = read_dataset(source.root, layout=source.layout)
         if mission and mission_audio == "unlabelled":
-            frame = frame[frame["label"].isna() | (frame["label"].astype(str) == "")]
+            # unlabelled as training reads it: no label, so in no fold
+            frame = frame[frame["label"].isna()]
             if frame.empty:
                 raise ValueError(
                     f"{source.root}: --mission-audio unlabelled, but every recording there "
