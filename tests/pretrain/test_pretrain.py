@@ -31,7 +31,13 @@ from stetho.pretrain import (
     save_pretrained_backbone,
     view_pair,
 )
-from stetho.pretrain.data import MissionSetError, PretrainBatches, load_sources
+from stetho.pretrain.data import (
+    OVERLAP_WINDOW,
+    MissionSetError,
+    PretrainBatches,
+    crop_pair,
+    load_sources,
+)
 from stetho.pretrain.encoder import build_backbone
 from stetho.pretrain.objective import MASKED, TASKS, masked_cross_entropy, task_targets
 
@@ -213,6 +219,25 @@ def test_batches_balance_sources_and_are_a_function_of_the_step(tmp_path: Path) 
     assert first["view1"].shape == (16, SR)
     torch.testing.assert_close(first["view1"], again["view1"])
     assert not torch.equal(first["view1"], first["view2"])
+
+
+def test_mixed_crops_overlap_half_the_pairs_and_independent_ones_spread() -> None:
+    # a ramp, so that an excerpt's first sample is its offset in the recording
+    audio, length = np.arange(20 * SR, dtype=np.float64), 2 * SR
+    rng = np.random.default_rng(0)
+
+    def gaps(crops: str) -> np.ndarray:
+        pairs = [crop_pair(audio, length, rng, crops=crops) for _ in range(400)]
+        assert all(len(a) == len(b) == length for a, b in pairs)
+        return np.array([abs(a[0] - b[0]) for a, b in pairs])
+
+    reach = (OVERLAP_WINDOW - 1) * length  # farthest apart two excerpts of one window start
+    mixed, independent = gaps("mixed"), gaps("independent")
+    assert 0.4 < float(np.mean(mixed <= reach)) < 0.65  # half overlap, a few by chance
+    assert float(np.mean(independent <= reach)) < 0.2
+    assert np.median(independent) > 4 * SR
+    with pytest.raises(ValueError, match="crops='same'"):
+        crop_pair(audio, length, rng, crops="same")
 
 
 # --------------------------------------------------------------------------- loop and files

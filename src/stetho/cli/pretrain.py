@@ -45,7 +45,8 @@ def pretrain(
     crops: str = typer.Option(
         "independent",
         "--crops",
-        help="independent (the two views cut at two offsets) or same (one excerpt).",
+        help="independent (the two views cut at two offsets), same (one excerpt) or mixed "
+        "(each pair independent or overlapping by at least half, even odds).",
     ),
     mission_audio: str = typer.Option(
         "none",

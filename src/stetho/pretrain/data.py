@@ -45,12 +45,36 @@ BALANCE_BY = ("dataset", "source")
 #: ``independent``: the two views are cut at two random offsets of one recording, so that
 #: matching them needs what the heart sounds like, not where its beats fall in the excerpt
 #: (with ``same`` crops the contrastive loss falls to ~0.2 within 150 steps by lining up the
-#: beats); ``same``: both views of one excerpt.
-CROPS = ("independent", "same")
+#: beats); ``same``: both views of one excerpt; ``mixed``: each pair, with even odds, either
+#: ``independent`` or two excerpts of one window 1.5 excerpts long (offsets at most half an
+#: excerpt apart, so they share at least half their beats). Independent pairs teach what
+#: stays the same across a recording (a murmur's timbre) and throw away where beats fall;
+#: the overlapping ones make the embedding keep the rhythm of the beats they share (an
+#: early or extra beat), without the fixed alignment that made ``same`` trivial.
+CROPS = ("independent", "same", "mixed")
+#: Length of the shared window of a ``mixed`` overlapping pair, in excerpts.
+OVERLAP_WINDOW = 1.5
 #: ``none``: the mission set is refused; ``unlabelled``: only its recordings without a label
 #: (in no fold, so a backbone that heard them was never scored on audio it heard);
 #: ``all``: every recording's audio, labelled ones included (their labels are still dropped).
 MISSION_AUDIO = ("none", "unlabelled", "all")
+
+
+def crop_pair(
+    audio: np.ndarray, length: int, rng: np.random.Generator, *, crops: str = "independent"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two excerpts (``length`` samples each) of one positive pair, cut as ``crops`` says.
+
+    ``independent`` cuts both anywhere in ``audio``; ``mixed`` does that or, with even odds,
+    cuts both from one window of :data:`OVERLAP_WINDOW` excerpts. ``same`` has one excerpt and
+    is cut by the caller.
+    """
+    if crops not in ("independent", "mixed"):
+        raise ValueError(f"crop_pair: crops={crops!r}, expected independent or mixed")
+    source = audio
+    if crops == "mixed" and rng.random() < 0.5:
+        source = pad_or_crop(audio, int(round(OVERLAP_WINDOW * length)), rng=rng)
+    return pad_or_crop(source, length, rng=rng), pad_or_crop(source, length, rng=rng)
 
 
 class MissionSetError(ValueError):
@@ -246,13 +270,13 @@ class PretrainBatches(Dataset):
         v1, v2, groups, rows = [], [], [], []
         for _ in range(self.batch_size):
             group, index, audio = self._draw(rng)
-            excerpt = pad_or_crop(audio, self.excerpt, rng=rng)
             if self.crops == "same":
+                excerpt = pad_or_crop(audio, self.excerpt, rng=rng)
                 a, b = view_pair(excerpt, self.sample_rate, rng, self.views)
             else:
-                other = pad_or_crop(audio, self.excerpt, rng=rng)
-                a = device_view(excerpt, self.sample_rate, rng, self.views)
-                b = device_view(other, self.sample_rate, rng, self.views)
+                first, second = crop_pair(audio, self.excerpt, rng, crops=self.crops)
+                a = device_view(first, self.sample_rate, rng, self.views)
+                b = device_view(second, self.sample_rate, rng, self.views)
             v1.append(a)
             v2.append(b)
             groups.append(group)
