@@ -164,12 +164,18 @@ def test_export_refuses_existing_folder_unless_forced(sharp_run, pipeline, tmp_p
     target = tmp_path / "p"
     shutil.copytree(pipeline, target)
     (target / "model.onnx").write_bytes(b"stale")
+    title = "# Heart-sound scoring pipeline: "
+    assert (target / "README.md").read_text().startswith(title + sharp_run.name + "\n")
     res = runner.invoke(
-        app, ["export", str(sharp_run), "--out", str(target), "--force", "--fold", "1"]
+        app,
+        ["export", str(sharp_run), "--out", str(target), "--force", "--fold", "1"]
+        + ["--name", "heart-demo"],
     )
     assert res.exit_code == 0, res.output
     assert (target / "model.onnx").read_bytes() != b"stale"
     assert json.loads((target / "labels.json").read_text())["folds"] == [1]
+    # a shipped model's pipeline is titled with the model's name, not its run folder's
+    assert (target / "README.md").read_text().startswith(title + "heart-demo\n")
     assert not list(tmp_path.glob(".p.*"))  # no leftovers of the atomic swap
     # ... never a folder it did not write, nor one with files of the user's beside its own.
     mine = tmp_path / "mine"

@@ -18,6 +18,7 @@ from stetho.cli import pretrain as pretrain_cli
 from stetho.config import AudioConfig, Config, resolve_config
 from stetho.features import LogMel
 from stetho.io import ArtifactError
+from stetho.models.pretrained import read_metadata
 from stetho.pcg.synthetic import synthesize_pcg
 from stetho.pretrain import (
     DeviceViewConfig,
@@ -325,6 +326,9 @@ def test_resume_gives_the_same_backbone_as_an_uninterrupted_run(tmp_path: Path) 
         [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in ls] for ls in lines
     ]
     assert strip[0] == strip[1]
+    # what the backbone heard travels with the file, not only with its run folder
+    facts = read_metadata(resumed.backbone_path)
+    assert (facts["crops"], facts["mission_audio"], facts["steps"]) == ("independent", "none", "4")
     state = torch.load(resumed.folder / "checkpoint.pt", weights_only=True)
     assert int(state["meta.step"]) == 4
     with pytest.raises(FileExistsError, match="never overwrites"):

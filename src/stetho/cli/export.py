@@ -21,6 +21,9 @@ def export(
         help="The pipeline folder to create (refused if it exists, unless --force).",
     ),
     fold: int = typer.Option(None, "--fold", help="Export this fold's model only."),
+    name: str = typer.Option(
+        None, "--name", help="Title of the pipeline's README [default: the run's name]."
+    ),
     force: bool = typer.Option(
         False,
         "--force",
@@ -44,7 +47,7 @@ def export(
             hint="it is exported already (stetho models shows its folder)",
         )
         path = export_pipeline(
-            run_dir, out, folds=None if fold is None else [fold], overwrite=force
+            run_dir, out, folds=None if fold is None else [fold], overwrite=force, name=name
         )
     console.print(f"scoring pipeline written to {path}")
     console.print(f"run it with: python {path / 'score.py'} INPUT... --out preds.csv")

@@ -189,7 +189,7 @@ def preprocess_settings(run: Run) -> dict[str, Any]:
     }
 
 
-def _readme(run: Run, prep: dict[str, Any]) -> str:
+def _readme(run: Run, prep: dict[str, Any], name: str | None = None) -> str:
     template = (TEMPLATE_DIR / "README.md").read_text(encoding="utf-8")
     rule = prep["abnormal"]
     if rule is None:
@@ -206,7 +206,7 @@ def _readme(run: Run, prep: dict[str, Any]) -> str:
         f"{prep['max_inference_chunk_seconds']:g} s when longer"
     )
     values = {
-        "run": RunFolder(run.path).name,
+        "run": name or RunFolder(run.path).name,
         "classes": ", ".join(f"`{c}`" for c in run.classes),
         "folds": ", ".join(str(k) for k in run.folds),
         "sample_rate": str(prep["sample_rate"]),
@@ -248,6 +248,7 @@ def export_pipeline(
     folds: list[int] | None = None,
     overwrite: bool = False,
     inputs: Sequence[str | Path] | None = None,
+    name: str | None = None,
 ) -> Path:
     """Write the scoring pipeline of a finished run (all folds, or ``folds``) to ``out_dir``.
 
@@ -257,7 +258,8 @@ def export_pipeline(
     ``out_dir`` is refused unless ``overwrite``, and even then unless it is a pipeline
     folder holding nothing but a pipeline's files; ``out_dir`` may never be, hold or lie
     inside ``inputs`` (default: the run folder; the after-training hook, which writes inside
-    the run, names the run's files instead). Returns ``out_dir``.
+    the run, names the run's files instead). ``name`` titles the pipeline's README (default:
+    the run folder's name; a shipped model is better known by its own). Returns ``out_dir``.
     """
     out_dir = Path(out_dir)
     if out_dir.name in ("", ".", ".."):  # `--out .`: name the folder, to name its siblings
@@ -291,7 +293,7 @@ def export_pipeline(
         atomic_write_json(folder.preprocess, prep)
         shutil.copyfile(TEMPLATE_DIR / "score.py", folder.script)
         shutil.copyfile(TEMPLATE_DIR / "requirements.txt", folder.requirements)
-        atomic_write_text(folder.readme, _readme(run, prep))
+        atomic_write_text(folder.readme, _readme(run, prep, name))
         # Readable by the service account that will run it, not only by whoever exported it.
         os.chmod(work, 0o755)
         for f in work.iterdir():

@@ -374,6 +374,8 @@ def pretrain(
         audio=config.audio,
         extra={
             "objective": config.objective,
+            "crops": config.crops,
+            "mission_audio": config.mission_audio,
             "steps": step,
             "seed": config.seed,
             "sources": [s.name for s in (x.resolved() for x in config.sources)],
