@@ -14,7 +14,7 @@ not depend on it).
 Intervals: 95 % percentile bootstrap over patients (PhysioNet names none: one per recording).
 
 ``mission``: pooled out-of-fold figures of 5-fold mission-set runs (macro AUC, extrastole AUC,
-balanced accuracy, the training seconds), one row per run.
+pooled and within set_b, balanced accuracy, the training seconds), one row per run.
 """
 
 from __future__ import annotations
@@ -132,18 +132,25 @@ def rule_table(run: Path) -> str:
 
 
 def mission_table(runs: dict[str, Path]) -> str:
+    """One row per run. ``extrastole in set_b``: its AUC among set_b's recordings only. Every
+    extrasystole is a set_b recording, so the pooled AUC also rewards telling the two recorders
+    apart; this column does not."""
     lines = [
-        "| run | macro AUC | AUC extrastole | AUC murmur | AUC normal | balanced accuracy | "
-        "training time |",
-        "|---|---|---|---|---|---|---|",
+        "| run | macro AUC | AUC extrastole | extrastole in set_b | AUC murmur | AUC normal | "
+        "balanced accuracy | training time |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, run in runs.items():
         s = json.loads((run / "summary.json").read_text())
         p = s["pooled"]
         auc = {c: v["auc"] for c, v in p["per_class"].items()}
+        oof = pd.read_parquet(run / "oof_predictions.parquet").dropna(subset=["label"])
+        set_b = oof[oof["source"] == "set_b"]
+        within = roc_auc_score(set_b["label"] == "extrastole", set_b["prob_extrastole"])
         lines.append(
-            f"| {name} | {p['macro_auc']:.3f} | {auc['extrastole']:.3f} | {auc['murmur']:.3f} | "
-            f"{auc['normal']:.3f} | {p['balanced_accuracy']:.3f} | {s['seconds']:.0f} s |"
+            f"| {name} | {p['macro_auc']:.3f} | {auc['extrastole']:.3f} | {within:.3f} | "
+            f"{auc['murmur']:.3f} | {auc['normal']:.3f} | {p['balanced_accuracy']:.3f} | "
+            f"{s['seconds']:.0f} s |"
         )
     return "\n".join(lines)
 
