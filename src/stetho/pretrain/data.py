@@ -49,8 +49,9 @@ BALANCE_BY = ("dataset", "source")
 #: ``independent`` or two excerpts of one window 1.5 excerpts long (offsets at most half an
 #: excerpt apart, so they share at least half their beats). Independent pairs teach what
 #: stays the same across a recording (a murmur's timbre) and throw away where beats fall;
-#: the overlapping ones make the embedding keep the rhythm of the beats they share (an
-#: early or extra beat), without the fixed alignment that made ``same`` trivial.
+#: the overlapping ones ask the embedding to keep the rhythm of the beats they share (an
+#: early or extra beat), without the fixed alignment that made ``same`` trivial. (It kept
+#: a little: benchmarks/results/backbone.md, fourth measurement.)
 CROPS = ("independent", "same", "mixed")
 #: Length of the shared window of a ``mixed`` overlapping pair, in excerpts.
 OVERLAP_WINDOW = 1.5
