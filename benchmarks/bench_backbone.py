@@ -132,9 +132,9 @@ def rule_table(run: Path) -> str:
 
 
 def mission_table(runs: dict[str, Path]) -> str:
-    """One row per run. ``extrastole in set_b``: its AUC among set_b's recordings only. Every
-    extrasystole is a set_b recording, so the pooled AUC also rewards telling the two recorders
-    apart; this column does not."""
+    """One row per run. ``extrastole in set_b``: its AUC among set_b's recordings only (the
+    run's ``summary.json → per_source``). Every extrasystole is a set_b recording, so the
+    pooled AUC also rewards telling the two recorders apart; this column does not."""
     lines = [
         "| run | macro AUC | AUC extrastole | extrastole in set_b | AUC murmur | AUC normal | "
         "balanced accuracy | training time |",
@@ -144,9 +144,7 @@ def mission_table(runs: dict[str, Path]) -> str:
         s = json.loads((run / "summary.json").read_text())
         p = s["pooled"]
         auc = {c: v["auc"] for c, v in p["per_class"].items()}
-        oof = pd.read_parquet(run / "oof_predictions.parquet").dropna(subset=["label"])
-        set_b = oof[oof["source"] == "set_b"]
-        within = roc_auc_score(set_b["label"] == "extrastole", set_b["prob_extrastole"])
+        within = s["per_source"]["set_b"]["per_class"]["extrastole"]["auc"]
         lines.append(
             f"| {name} | {p['macro_auc']:.3f} | {auc['extrastole']:.3f} | {within:.3f} | "
             f"{auc['murmur']:.3f} | {auc['normal']:.3f} | {p['balanced_accuracy']:.3f} | "
