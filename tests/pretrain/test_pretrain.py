@@ -384,6 +384,10 @@ def test_cli_pretrains_and_refuses_the_mission_set(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["pretrain", "--source", f"{data}:folder", "--out", str(out), "--steps", "2"]
     args += ["--batch-size", "4", "--width", "8", "--excerpt-seconds", "1", "--no-progress"]
+    # a bad option is refused before anything is written, so the corrected command just runs
+    bad = runner.invoke(app, [*args, "--crops", "bogus"])
+    assert bad.exit_code == 2 and "crops='bogus'" in bad.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hearts"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (out / "backbone.safetensors").is_file() and "2 steps" in result.output

@@ -210,6 +210,20 @@ def pretrain(
             labelled |= frame[f"target_{task}"].to_numpy() >= 0
         frame = frame[labelled].reset_index(drop=True)
 
+    # Before anything is written: a bad --crops or --balance-by must not leave a folder behind
+    # that blocks the corrected command.
+    batches = PretrainBatches(
+        frame,
+        sample_rate=sample_rate,
+        excerpt_seconds=config.excerpt_seconds,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        tasks=tasks,
+        views=config.views,
+        balance_by=config.balance_by,
+        crops=config.crops,
+    )
+
     torch.manual_seed(config.seed)
     encoder = Encoder(
         backbone=build_backbone(config.backbone, width=config.width),
@@ -245,17 +259,6 @@ def pretrain(
         },
     )
 
-    batches = PretrainBatches(
-        frame,
-        sample_rate=sample_rate,
-        excerpt_seconds=config.excerpt_seconds,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        tasks=tasks,
-        views=config.views,
-        balance_by=config.balance_by,
-        crops=config.crops,
-    )
     stop = config.steps if config.steps is not None else 2**31 - 1
     loader = DataLoader(
         batches,
