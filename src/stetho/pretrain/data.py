@@ -72,10 +72,10 @@ def crop_pair(
     """
     if crops not in ("independent", "mixed"):
         raise ValueError(f"crop_pair: crops={crops!r}, expected independent or mixed")
-    source = audio
+    span = audio
     if crops == "mixed" and rng.random() < 0.5:
-        source = pad_or_crop(audio, int(round(OVERLAP_WINDOW * length)), rng=rng)
-    return pad_or_crop(source, length, rng=rng), pad_or_crop(source, length, rng=rng)
+        span = pad_or_crop(audio, int(round(OVERLAP_WINDOW * length)), rng=rng)
+    return pad_or_crop(span, length, rng=rng), pad_or_crop(span, length, rng=rng)
 
 
 class MissionSetError(ValueError):
