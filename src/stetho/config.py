@@ -101,6 +101,10 @@ class ArchitectureConfig(Section):
     pretrained_weights: OptPath = None
     #: Width multiplier of our own backbones; ignored by timm ones.
     width: int = Field(default=32, ge=4, le=256)
+    #: Partial transfer: only backbone parameters under one of these module paths (e.g.
+    #: ``[stem, stages.0]``) take the pretrained weights; the rest keep their random
+    #: initialisation, to be learnt for this task. ``None``: the whole backbone.
+    pretrained_layers: list[str] | None = None
 
 
 class AudioConfig(Section):
@@ -467,7 +471,8 @@ def unused_key_warnings(config: Config) -> list[str]:
 
 
 def fine_tuning_warnings(config: Config) -> list[str]:
-    """Refuse a backbone freeze longer than the run; warn about a probe of random features."""
+    """Refuse a backbone freeze longer than the run or one that holds random layers still, and
+    a partial transfer with nothing to transfer; warn about a probe of random features."""
     t, arch = config.training, config.architecture
     if t.freeze_backbone_epochs > t.epochs:
         raise ConfigError(
@@ -475,6 +480,25 @@ def fine_tuning_warnings(config: Config) -> list[str]:
             f"training.epochs={t.epochs}: the backbone would never train; lower it, or set "
             "training.linear_probe: true to keep the backbone frozen for the whole run"
         )
+    if arch.pretrained_layers is not None:
+        if not arch.pretrained and not arch.pretrained_weights:
+            raise ConfigError(
+                "architecture.pretrained_layers selects layers of the pretrained weights, but "
+                "architecture.pretrained is false and no pretrained_weights is named: set "
+                "architecture.pretrained: true, or drop pretrained_layers"
+            )
+        if not arch.pretrained_layers:
+            raise ConfigError(
+                "architecture.pretrained_layers: [] transfers no layer; set "
+                "architecture.pretrained: false to train from random initialisation, or list "
+                "the layers to transfer (e.g. [stem, stages.0])"
+            )
+        if t.linear_probe or t.freeze_backbone_epochs:
+            raise ConfigError(
+                "architecture.pretrained_layers leaves the other backbone layers at random "
+                "weights, and training.linear_probe / freeze_backbone_epochs would hold them "
+                "there; drop the freeze, or drop pretrained_layers to transfer the whole backbone"
+            )
     if t.linear_probe and not arch.pretrained and not arch.pretrained_weights:
         return [
             f"training.linear_probe: true with architecture.pretrained: false and no "

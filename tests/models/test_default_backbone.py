@@ -9,13 +9,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from stetho.config import ResolvedConfig, load_config, resolve_config
+from stetho.config import ConfigError, ResolvedConfig, load_config, resolve_config
 from stetho.models import create_model
 from stetho.models.pretrained import (
     DEFAULT_BACKBONE,
     FrontEndMismatchError,
     PretrainedMismatchError,
     save_pretrained_backbone,
+    transfer_layers,
 )
 from stetho.models.registry import get_backbone_fn
 
@@ -114,3 +115,67 @@ def test_an_explicit_file_wins_over_the_packaged_default(weights_dir, tmp_path):
 def test_the_builder_alone_does_not_skip_the_front_end_check():
     with pytest.raises(ValueError, match="create_backbone"):
         get_backbone_fn("heartnet")(pretrained=True, width=8)
+
+
+def test_pretrained_layers_transfer_only_the_named_layers(weights_dir):
+    """Partial transfer: the named layers (weights *and* BatchNorm statistics) come from the
+    file, every other tensor is a fresh random initialisation, not the file's."""
+    stored = load_file(str(packaged_heartnet(weights_dir)))
+    model = create_model(
+        _config("architecture.pretrained=true", "architecture.pretrained_layers=[stem,stages.0]"),
+        n_classes=2,
+    )
+    got = model.backbone.state_dict()
+    assert set(got) == set(stored)
+    transferred = {k for k in stored if k.startswith(("stem.", "stages.0."))}
+    assert any(k.endswith("running_var") for k in transferred)
+    for name, tensor in stored.items():
+        if not tensor.is_floating_point():
+            continue
+        if name in transferred:
+            torch.testing.assert_close(got[name], tensor, rtol=0, atol=0, msg=name)
+        else:
+            assert not torch.equal(got[name], tensor), name
+    # The layers left out start as a fresh model does (BatchNorm statistics reset too).
+    fresh = create_model(_config(), n_classes=2).backbone.state_dict()
+    assert torch.equal(fresh["stages.3.pw.1.running_var"], got["stages.3.pw.1.running_var"])
+
+
+def test_pretrained_layers_are_module_paths_not_string_prefixes():
+    """``1`` names layer 1 only, not layer 10 (whose name also starts with "1")."""
+    torch.manual_seed(0)
+    source = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(11)])
+    fresh = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(11)])
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    out = transfer_layers(source, fresh, ["1"]).state_dict()
+    assert torch.equal(out["1.weight"], source[1].weight)
+    assert torch.equal(out["10.weight"], before["10.weight"])
+    assert not torch.equal(out["10.weight"], source[10].weight)
+
+
+def test_pretrained_layers_naming_no_layer_is_refused_with_the_layers(weights_dir):
+    packaged_heartnet(weights_dir)
+    cfg = _config("architecture.pretrained=true", "architecture.pretrained_layers=[stem,stage.0]")
+    with pytest.raises(PretrainedMismatchError, match=r"'stage\.0' names no layer") as err:
+        create_model(cfg, n_classes=2)
+    assert "stages.0" in str(err.value) and "'stem'" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        (["architecture.pretrained_layers=[stem]"], "architecture.pretrained is false"),
+        (["architecture.pretrained=true", "architecture.pretrained_layers=[]"], "transfers no"),
+        (
+            [
+                "architecture.pretrained=true",
+                "architecture.pretrained_layers=[stem]",
+                "training.freeze_backbone_epochs=2",
+            ],
+            "would hold them",
+        ),
+    ],
+)
+def test_pretrained_layers_that_cannot_mean_anything_are_config_errors(overrides, reason):
+    with pytest.raises(ConfigError, match=reason):
+        _config(*overrides)

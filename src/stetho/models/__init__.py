@@ -14,6 +14,7 @@ from stetho.models.pretrained import (
     default_packaged_backbone,
     is_pretrained_backbone,
     load_pretrained_backbone,
+    transfer_layers,
 )
 from stetho.models.registry import get_backbone_fn, is_backbone, list_backbones, register_backbone
 
@@ -56,7 +57,21 @@ def create_backbone(
     reads its own formats). ``pretrained: true`` without a file means, for heartnet, stetho's
     packaged heart-sound backbone (:data:`stetho.models.pretrained.DEFAULT_BACKBONE`), loaded
     and checked the same way; for timm backbones, ImageNet weights.
+    ``architecture.pretrained_layers`` then keeps the pretrained weights of those layers
+    only, the rest re-initialised at random (:func:`~stetho.models.pretrained.transfer_layers`).
     """
+    backbone = _pretrained_backbone(arch, audio=audio)
+    if arch.pretrained_layers is None or not (arch.pretrained or arch.pretrained_weights):
+        return backbone
+    fresh = get_backbone_fn(arch.backbone)(
+        pretrained=False, pretrained_weights=None, width=arch.width
+    )
+    return transfer_layers(backbone, fresh, arch.pretrained_layers)
+
+
+def _pretrained_backbone(
+    arch: ArchitectureConfig, *, audio: ResolvedAudioConfig | None
+) -> nn.Module:
     weights = arch.pretrained_weights
     default = None
     if arch.pretrained and not weights:

@@ -253,3 +253,28 @@ def load_pretrained_backbone(
             "re-run pretraining with this stetho version",
         ) from None
     return model
+
+
+def _under(key: str, layer: str) -> bool:
+    return key == layer or key.startswith(layer + ".")
+
+
+def transfer_layers(pretrained: nn.Module, fresh: nn.Module, layers: list[str]) -> nn.Module:
+    """``fresh`` (a randomly initialised twin of ``pretrained``) carrying ``pretrained``'s
+    parameters and buffers under the module paths ``layers`` (``stem``, ``stages.0``, …);
+    every other tensor keeps its random initialisation.
+
+    A path that names no tensor is a :class:`PretrainedMismatchError` listing the backbone's
+    layers, so that a typo cannot silently transfer nothing.
+    """
+    state = pretrained.state_dict()
+    unknown = [layer for layer in layers if not any(_under(k, layer) for k in state)]
+    if unknown:
+        known = sorted({".".join(k.split(".")[:2]) for k in state})
+        raise PretrainedMismatchError(
+            f"architecture.pretrained_layers: {', '.join(map(repr, unknown))} names no layer of "
+            f"the {type(pretrained).__name__} backbone; its layers: {', '.join(known)}"
+        )
+    kept = {k: v for k, v in state.items() if any(_under(k, layer) for layer in layers)}
+    fresh.load_state_dict(kept, strict=False)
+    return fresh

@@ -156,4 +156,5 @@ def _offline(config: ResolvedConfig) -> ResolvedConfig:
     cfg = config.model_copy(deep=True)
     cfg.architecture.pretrained = False
     cfg.architecture.pretrained_weights = None
+    cfg.architecture.pretrained_layers = None
     return cfg
