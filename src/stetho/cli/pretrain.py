@@ -48,6 +48,13 @@ def pretrain(
         help="independent (the two views cut at two offsets), same (one excerpt) or mixed "
         "(each pair independent or overlapping by at least half, even odds).",
     ),
+    rhythm_weight: float = typer.Option(
+        0.0,
+        "--rhythm-weight",
+        min=0.0,
+        help="Weight of the beat-timing pretext task: each view spliced, one whole cardiac "
+        "cycle or a fraction of one removed, and a head tells which (0: off).",
+    ),
     mission_audio: str = typer.Option(
         "none",
         "--mission-audio",
@@ -78,6 +85,7 @@ def pretrain(
             temperature=temperature,
             balance_by=balance_by,
             crops=crops,
+            rhythm_weight=rhythm_weight,
             mission_audio=mission_audio,
             steps=steps,
             minutes=minutes,

@@ -14,7 +14,8 @@ test files, which no validation fold holds), ``"all"`` every recording's audio.
 balancing group uniformly (``balance_by="dataset"``: every ``--source`` equally likely;
 ``"source"``: every recording device of the manifests' ``source`` column equally likely),
 a recording of it uniformly, two random excerpts of fixed length (or one, :data:`CROPS`)
-and a device view of each.
+and a device view of each. With ``rhythm`` each excerpt is a spliced one and carries a
+beat-timing target (:mod:`stetho.pretrain.rhythm`).
 Because nothing depends on earlier batches, a resumed run sees exactly the batches an
 uninterrupted one would, and DataLoader workers can make batches in any order.
 """
@@ -34,6 +35,7 @@ from torch.utils.data import Dataset
 from stetho.data.audio import AudioError, pad_or_crop, read_audio
 from stetho.data.readers import detect_layout, list_readers, read_dataset
 from stetho.pretrain.objective import MASKED, TASKS, task_targets
+from stetho.pretrain.rhythm import FADE_S, cycle_samples, splice_excerpt
 from stetho.pretrain.views import DeviceViewConfig, device_view, view_pair
 
 logger = logging.getLogger(__name__)
@@ -194,7 +196,9 @@ class PretrainBatches(Dataset):
     """Map-style dataset whose item ``k`` is the whole batch of step ``k`` (module doc).
 
     Items are dicts: ``view1``, ``view2`` (``(B, samples)`` float32), ``target_<task>``
-    (``(B,)`` int64, for ``tasks``) and ``group`` (``(B,)`` int64 balancing-group index).
+    (``(B,)`` int64, for ``tasks``) and ``group`` (``(B,)`` int64 balancing-group index);
+    with ``rhythm``, also ``rhythm1``, ``rhythm2`` (``(B,)`` int64: each view's splice,
+    :data:`~stetho.pretrain.rhythm.REGULAR` or ``IRREGULAR``, :data:`MASKED` unspliced).
     Decoded recordings are cached in memory (4 bytes per sample at ``sample_rate``; each
     DataLoader worker keeps its own cache).
     """
@@ -211,9 +215,15 @@ class PretrainBatches(Dataset):
         views: DeviceViewConfig | None = None,
         balance_by: str = "dataset",
         crops: str = "independent",
+        rhythm: bool = False,
     ) -> None:
         if crops not in CROPS:
             raise ValueError(f"crops={crops!r}: expected one of {CROPS}")
+        if rhythm and crops != "independent":
+            raise ValueError(
+                f"crops={crops!r} with the rhythm task: each spliced view is cut on its own, so "
+                "the pairs are independent crops; use crops='independent'"
+            )
         if balance_by not in BALANCE_BY:
             raise ValueError(f"balance_by={balance_by!r}: expected one of {BALANCE_BY}")
         if batch_size < 2:
@@ -233,7 +243,9 @@ class PretrainBatches(Dataset):
         self.seed = seed
         self.views = views or DeviceViewConfig()
         self.crops = crops
+        self.rhythm = rhythm
         self._cache: dict[int, np.ndarray] = {}
+        self._cycles: dict[int, int | None] = {}
         self._bad: set[int] = set()
 
     def __len__(self) -> int:
@@ -257,6 +269,29 @@ class PretrainBatches(Dataset):
                 return None
         return self._cache[index]
 
+    def cycle(self, index: int) -> int | None:
+        """Recording ``index``'s cardiac cycle in samples (``None``: no usable estimate)."""
+        if index not in self._cycles:
+            audio = self.audio(index)
+            self._cycles[index] = None if audio is None else cycle_samples(audio, self.sample_rate)
+        return self._cycles[index]
+
+    def _spliced(
+        self, index: int, audio: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, int]:
+        """One excerpt of the rhythm task and its target (module doc)."""
+        irregular = bool(rng.random() < 0.5)
+        cycle = self.cycle(index)
+        fade = max(1, int(round(FADE_S * self.sample_rate)))
+        excerpt = (
+            None
+            if cycle is None
+            else splice_excerpt(audio, self.excerpt, cycle, rng, irregular=irregular, fade=fade)
+        )
+        if excerpt is None:
+            return pad_or_crop(audio, self.excerpt, rng=rng), MASKED
+        return excerpt, int(irregular)
+
     def _draw(self, rng: np.random.Generator) -> tuple[int, int, np.ndarray]:
         for _ in range(100):
             group = int(rng.integers(len(self.groups)))
@@ -268,10 +303,16 @@ class PretrainBatches(Dataset):
 
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, int(step)])
-        v1, v2, groups, rows = [], [], [], []
+        v1, v2, groups, rows, rhythm = [], [], [], [], []
         for _ in range(self.batch_size):
             group, index, audio = self._draw(rng)
-            if self.crops == "same":
+            if self.rhythm:
+                first, r1 = self._spliced(index, audio, rng)
+                second, r2 = self._spliced(index, audio, rng)
+                a = device_view(first, self.sample_rate, rng, self.views)
+                b = device_view(second, self.sample_rate, rng, self.views)
+                rhythm.append((r1, r2))
+            elif self.crops == "same":
                 excerpt = pad_or_crop(audio, self.excerpt, rng=rng)
                 a, b = view_pair(excerpt, self.sample_rate, rng, self.views)
             else:
@@ -289,4 +330,7 @@ class PretrainBatches(Dataset):
         }
         for task, values in self.targets.items():
             batch[f"target_{task}"] = torch.from_numpy(values[rows])
+        if self.rhythm:
+            pairs = torch.tensor(rhythm, dtype=torch.int64)
+            batch["rhythm1"], batch["rhythm2"] = pairs[:, 0], pairs[:, 1]
         return batch

@@ -76,6 +76,7 @@ class PretrainConfig:
     projection_dim: int = 128
     ssl_weight: float = 1.0
     supervised_weight: float = 1.0
+    rhythm_weight: float = 0.0
     balance_by: str = "dataset"
     crops: str = "independent"
     mission_audio: str = "none"
@@ -202,6 +203,7 @@ def pretrain(
         ssl_weight=config.ssl_weight,
         supervised_weight=config.supervised_weight,
         tasks=tasks,
+        rhythm_weight=config.rhythm_weight,
     )
     if config.objective == "supervised":
         # Only labelled recordings teach the supervised objective anything.
@@ -222,6 +224,7 @@ def pretrain(
         views=config.views,
         balance_by=config.balance_by,
         crops=config.crops,
+        rhythm=config.rhythm_weight > 0,
     )
 
     torch.manual_seed(config.seed)
@@ -293,6 +296,8 @@ def pretrain(
                 embeddings = encoder.embed_spectrogram(spec)
             e1, e2 = embeddings.float().chunk(2)
             targets = {t: batch[f"target_{t}"].to(device) for t in tasks}
+            if "rhythm1" in batch:
+                targets["rhythm"] = torch.cat([batch["rhythm1"], batch["rhythm2"]]).to(device)
             losses = objective(e1, e2, targets)
             if not torch.isfinite(losses["loss"]):
                 raise FloatingPointError(
@@ -379,6 +384,7 @@ def pretrain(
             "objective": config.objective,
             "crops": config.crops,
             "mission_audio": config.mission_audio,
+            "rhythm_weight": config.rhythm_weight,
             "steps": step,
             "seed": config.seed,
             "sources": [s.name for s in (x.resolved() for x in config.sources)],

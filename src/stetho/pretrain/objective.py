@@ -11,6 +11,11 @@
 ``both``
     ``ssl_weight * ssl + supervised_weight * supervised``.
 
+Beside any of them, ``rhythm_weight > 0`` adds the beat-timing pretext task
+(:mod:`stetho.pretrain.rhythm`): a linear head on each view's embedding tells a splice that
+kept the beats in step from one that broke their rhythm (masked cross-entropy, unspliced
+views masked), ``+ rhythm_weight * rhythm``.
+
 Label maps (:data:`LABEL_MAPS`, reader label -> class of a task; labels not listed are masked):
 
 ================  ===========================  =============================================
@@ -30,6 +35,7 @@ the set it is judged on would make every later benchmark on that set meaningless
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -156,10 +162,14 @@ class ObjectiveConfig:
     ssl_weight: float = 1.0
     supervised_weight: float = 1.0
     tasks: tuple[str, ...] = ()
+    #: Weight of the beat-timing pretext task; 0 leaves it out (no head, no splices).
+    rhythm_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective={self.objective!r}: expected one of {OBJECTIVES}")
+        if self.rhythm_weight < 0 or not math.isfinite(self.rhythm_weight):
+            raise ValueError(f"rhythm_weight={self.rhythm_weight}: expected a number >= 0")
         if self.temperature <= 0:
             raise ValueError(f"temperature={self.temperature}: expected > 0")
         unknown = [t for t in self.tasks if t not in TASKS]
@@ -199,6 +209,7 @@ class PretrainObjective(nn.Module):
             if config.uses_labels
             else {}
         )
+        self.rhythm = nn.Linear(in_features, 2) if config.rhythm_weight > 0 else None
 
     def forward(
         self,
@@ -206,7 +217,8 @@ class PretrainObjective(nn.Module):
         e2: torch.Tensor,
         targets: Mapping[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Losses for embeddings of view 1 and view 2: ``ssl``, ``supervised``, ``loss``."""
+        """Losses for embeddings of view 1 and view 2: ``ssl``, ``supervised``, ``rhythm``
+        (``targets["rhythm"]``: ``(2B,)``, view 1's splices then view 2's), ``loss``."""
         cfg = self.config
         out: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=e1.device)
@@ -223,5 +235,11 @@ class PretrainObjective(nn.Module):
             doubled = {t: torch.cat([targets[t], targets[t]]) for t in self.heads}
             out["supervised"] = masked_cross_entropy(logits, doubled)
             total = total + cfg.supervised_weight * out["supervised"]
+        if self.rhythm is not None:
+            if targets is None or "rhythm" not in targets:
+                raise ValueError("the rhythm task needs targets['rhythm'] (the views' splices)")
+            logits = self.rhythm(torch.cat([e1, e2]))
+            out["rhythm"] = masked_cross_entropy({"rhythm": logits}, {"rhythm": targets["rhythm"]})
+            total = total + cfg.rhythm_weight * out["rhythm"]
         out["loss"] = total
         return out
