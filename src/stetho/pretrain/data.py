@@ -277,10 +277,9 @@ class PretrainBatches(Dataset):
         return self._cycles[index]
 
     def _spliced(
-        self, index: int, audio: np.ndarray, rng: np.random.Generator
+        self, index: int, audio: np.ndarray, rng: np.random.Generator, *, irregular: bool
     ) -> tuple[np.ndarray, int]:
         """One excerpt of the rhythm task and its target (module doc)."""
-        irregular = bool(rng.random() < 0.5)
         cycle = self.cycle(index)
         fade = max(1, int(round(FADE_S * self.sample_rate)))
         excerpt = (
@@ -307,8 +306,11 @@ class PretrainBatches(Dataset):
         for _ in range(self.batch_size):
             group, index, audio = self._draw(rng)
             if self.rhythm:
-                first, r1 = self._spliced(index, audio, rng)
-                second, r2 = self._spliced(index, audio, rng)
+                # One kind of splice for both views (each its own offset and cut): were they
+                # to differ, the contrastive loss would teach the embedding to ignore it.
+                irregular = bool(rng.random() < 0.5)
+                first, r1 = self._spliced(index, audio, rng, irregular=irregular)
+                second, r2 = self._spliced(index, audio, rng, irregular=irregular)
                 a = device_view(first, self.sample_rate, rng, self.views)
                 b = device_view(second, self.sample_rate, rng, self.views)
                 rhythm.append((r1, r2))
