@@ -14,7 +14,9 @@ half:
 Both kinds have a join at the same places, so the join itself gives nothing away: telling
 them apart needs the spacing of the beats around it. The cycle comes from the recording's
 heart rate (:func:`stetho.pcg.analyze`, envelope method); a recording without a usable
-estimate gets no splice and no target.
+estimate gets no splice and no target. The two views of a contrastive pair share their kind
+(:class:`stetho.pretrain.data.PretrainBatches`), or NT-Xent would teach the embedding to
+ignore it.
 """
 
 from __future__ import annotations
