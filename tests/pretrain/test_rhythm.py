@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from test_pretrain import SR, heart, tiny_config, write_hearts
 
 from stetho.models.pretrained import read_metadata
+from stetho.pcg.synthetic import synthesize_pcg
 from stetho.pretrain import DeviceViewConfig, Source, pretrain
 from stetho.pretrain.data import PretrainBatches, load_sources
 from stetho.pretrain.objective import MASKED, ObjectiveConfig, PretrainObjective
@@ -54,8 +56,6 @@ def test_a_splice_needs_room_for_the_excerpt_and_the_cut_and_a_sane_fade():
 
 @pytest.mark.parametrize("bpm", [60.0, 95.0])
 def test_the_cycle_is_the_recordings_heart_period(bpm):
-    from stetho.pcg.synthetic import synthesize_pcg
-
     x = synthesize_pcg(bpm, duration_s=12.0, sample_rate=SR, seed=1).samples
     cycle = cycle_samples(x, SR)
     assert cycle is not None and abs(cycle - 60.0 / bpm * SR) < 0.05 * 60.0 / bpm * SR
@@ -63,8 +63,6 @@ def test_the_cycle_is_the_recordings_heart_period(bpm):
 
 
 def test_rhythm_batches_give_both_views_one_kind_and_mask_what_cannot_be_spliced(tmp_path):
-    import soundfile as sf
-
     hearts = write_hearts(tmp_path / "hearts", range(4))
     (tmp_path / "short").mkdir()
     # 1.2 s: no room for a 1 s excerpt and a whole cycle after it
