@@ -412,3 +412,30 @@ def test_unknown_packaged_backbone_name_lists_the_shipped_ones() -> None:
     shipped = ", ".join(f"stetho:{n}" for n in packaged_backbones()) or "none"
     with pytest.raises(ValueError, match=f"ships no backbone 'nope'; shipped: {shipped}"):
         create_model(cfg, 2)
+
+
+def test_resume_of_a_run_made_before_an_option_existed_takes_its_default(tmp_path: Path) -> None:
+    """A .partial folder written by an older stetho lacks the options added since; it ran
+    with their defaults, so resuming it is allowed, and a non-default value is still refused."""
+    data = write_hearts(tmp_path / "hearts", range(6))
+    cfg = tiny_config([Source(data)], steps=3)
+
+    class Stop(Exception):
+        pass
+
+    def stop(step: int, losses: dict[str, float]) -> None:
+        if step == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        pretrain(cfg, tmp_path / "old", on_step=stop)
+    config_path = tmp_path / "old.partial" / "config.json"
+    stored = json.loads(config_path.read_text())
+    for added in ("rhythm_weight", "crops", "mission_audio"):
+        del stored[added]
+    config_path.write_text(json.dumps(stored))
+    with pytest.raises(ValueError, match="rhythm_weight: was 0.0, now 1.0"):
+        pretrain(
+            tiny_config([Source(data)], steps=3, rhythm_weight=1.0), tmp_path / "old", resume=True
+        )
+    assert pretrain(cfg, tmp_path / "old", resume=True).summary["steps"] == 3

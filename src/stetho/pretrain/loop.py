@@ -20,7 +20,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,16 @@ class PretrainConfig:
         out["audio"] = self.audio.model_dump(mode="json")
         out["views"] = self.views.to_dict()
         return out
+
+
+def scalar_defaults() -> dict[str, Any]:
+    """:class:`PretrainConfig`'s plain default values (options added over time: a run folder
+    made before one existed ran with its default)."""
+    return {
+        f.name: f.default
+        for f in fields(PretrainConfig)
+        if f.default is not MISSING and isinstance(f.default, (str, int, float, bool))
+    }
 
 
 @dataclass(frozen=True)
@@ -243,7 +253,12 @@ def pretrain(
 
     step, elapsed_before = 0, 0.0
     if resume:
-        check_resume(json.loads(folder.config().read_text()), config.to_dict(), folder.config())
+        check_resume(
+            json.loads(folder.config().read_text()),
+            config.to_dict(),
+            folder.config(),
+            defaults=scalar_defaults(),
+        )
         step, elapsed_before = restore_state(
             load_checkpoint(folder.checkpoint()), modules, optimizer, scaler
         )

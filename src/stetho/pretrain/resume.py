@@ -72,12 +72,22 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def check_resume(stored: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+def check_resume(
+    stored: dict[str, Any],
+    current: dict[str, Any],
+    path: Path,
+    *,
+    defaults: dict[str, Any] | None = None,
+) -> None:
+    """Refuse a resume whose config differs from the stored one (but for
+    :data:`RESUMABLE_CHANGES`). A key the stored config lacks was added to stetho after that
+    run started, which then ran with the key's value in ``defaults``."""
     current = json.loads(json.dumps(current, default=str))
+    defaults = json.loads(json.dumps(defaults or {}, default=str))
     diffs = [
-        f"{k}: was {stored.get(k)!r}, now {current[k]!r}"
+        f"{k}: was {stored.get(k, defaults.get(k))!r}, now {current[k]!r}"
         for k in current
-        if k not in RESUMABLE_CHANGES and stored.get(k) != current[k]
+        if k not in RESUMABLE_CHANGES and stored.get(k, defaults.get(k)) != current[k]
     ]
     if diffs:
         raise ValueError(
