@@ -296,20 +296,25 @@ def test_ssl_pretraining_makes_device_views_of_one_heart_closer(tmp_path: Path) 
     assert sources["sources"][0]["recordings"] == 24
 
 
-def test_resume_gives_the_same_backbone_as_an_uninterrupted_run(tmp_path: Path) -> None:
-    data = write_hearts(tmp_path / "hearts", range(6))
-    cfg = tiny_config([Source(data)], steps=4)
-    whole = pretrain(cfg, tmp_path / "whole")
+def interrupt(cfg: PretrainConfig, out: Path, *, at: int) -> None:
+    """Run pretraining into ``out`` and kill it after step ``at`` (its ``.partial`` stays)."""
 
     class Stop(Exception):
         pass
 
-    def stop_at_two(step: int, losses: dict[str, float]) -> None:
-        if step == 2:
+    def stop(step: int, losses: dict[str, float]) -> None:
+        if step == at:
             raise Stop
 
     with pytest.raises(Stop):
-        pretrain(cfg, tmp_path / "split", on_step=stop_at_two)
+        pretrain(cfg, out, on_step=stop)
+
+
+def test_resume_gives_the_same_backbone_as_an_uninterrupted_run(tmp_path: Path) -> None:
+    data = write_hearts(tmp_path / "hearts", range(6))
+    cfg = tiny_config([Source(data)], steps=4)
+    whole = pretrain(cfg, tmp_path / "whole")
+    interrupt(cfg, tmp_path / "split", at=2)
     assert (tmp_path / "split.partial").is_dir() and not (tmp_path / "split").exists()
     with pytest.raises(FileExistsError, match="--resume"):
         pretrain(cfg, tmp_path / "split")
@@ -419,16 +424,7 @@ def test_resume_of_a_run_made_before_an_option_existed_takes_its_default(tmp_pat
     with their defaults, so resuming it is allowed, and a non-default value is still refused."""
     data = write_hearts(tmp_path / "hearts", range(6))
     cfg = tiny_config([Source(data)], steps=3)
-
-    class Stop(Exception):
-        pass
-
-    def stop(step: int, losses: dict[str, float]) -> None:
-        if step == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        pretrain(cfg, tmp_path / "old", on_step=stop)
+    interrupt(cfg, tmp_path / "old", at=1)
     config_path = tmp_path / "old.partial" / "config.json"
     stored = json.loads(config_path.read_text())
     for added in ("rhythm_weight", "crops", "mission_audio"):

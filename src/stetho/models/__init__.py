@@ -61,7 +61,7 @@ def create_backbone(
     only, the rest re-initialised at random (:func:`~stetho.models.pretrained.transfer_layers`).
     """
     backbone = _pretrained_backbone(arch, audio=audio)
-    if arch.pretrained_layers is None or not (arch.pretrained or arch.pretrained_weights):
+    if arch.pretrained_layers is None:
         return backbone
     fresh = get_backbone_fn(arch.backbone)(
         pretrained=False, pretrained_weights=None, width=arch.width

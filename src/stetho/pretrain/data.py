@@ -244,6 +244,7 @@ class PretrainBatches(Dataset):
         self.views = views or DeviceViewConfig()
         self.crops = crops
         self.rhythm = rhythm
+        self.fade = max(1, int(round(FADE_S * sample_rate)))
         self._cache: dict[int, np.ndarray] = {}
         self._cycles: dict[int, int | None] = {}
         self._bad: set[int] = set()
@@ -281,11 +282,12 @@ class PretrainBatches(Dataset):
     ) -> tuple[np.ndarray, int]:
         """One excerpt of the rhythm task and its target (module doc)."""
         cycle = self.cycle(index)
-        fade = max(1, int(round(FADE_S * self.sample_rate)))
         excerpt = (
             None
             if cycle is None
-            else splice_excerpt(audio, self.excerpt, cycle, rng, irregular=irregular, fade=fade)
+            else splice_excerpt(
+                audio, self.excerpt, cycle, rng, irregular=irregular, fade=self.fade
+            )
         )
         if excerpt is None:
             return pad_or_crop(audio, self.excerpt, rng=rng), MASKED
@@ -305,20 +307,19 @@ class PretrainBatches(Dataset):
         v1, v2, groups, rows, rhythm = [], [], [], [], []
         for _ in range(self.batch_size):
             group, index, audio = self._draw(rng)
-            if self.rhythm:
-                # One kind of splice for both views (each its own offset and cut): were they
-                # to differ, the contrastive loss would teach the embedding to ignore it.
-                irregular = bool(rng.random() < 0.5)
-                first, r1 = self._spliced(index, audio, rng, irregular=irregular)
-                second, r2 = self._spliced(index, audio, rng, irregular=irregular)
-                a = device_view(first, self.sample_rate, rng, self.views)
-                b = device_view(second, self.sample_rate, rng, self.views)
-                rhythm.append((r1, r2))
-            elif self.crops == "same":
+            if self.crops == "same":
                 excerpt = pad_or_crop(audio, self.excerpt, rng=rng)
                 a, b = view_pair(excerpt, self.sample_rate, rng, self.views)
             else:
-                first, second = crop_pair(audio, self.excerpt, rng, crops=self.crops)
+                if self.rhythm:
+                    # One kind of splice for both views (each its own offset and cut): were
+                    # they to differ, the contrastive loss would teach the embedding to ignore it.
+                    irregular = bool(rng.random() < 0.5)
+                    first, r1 = self._spliced(index, audio, rng, irregular=irregular)
+                    second, r2 = self._spliced(index, audio, rng, irregular=irregular)
+                    rhythm.append((r1, r2))
+                else:
+                    first, second = crop_pair(audio, self.excerpt, rng, crops=self.crops)
                 a = device_view(first, self.sample_rate, rng, self.views)
                 b = device_view(second, self.sample_rate, rng, self.views)
             v1.append(a)
