@@ -4,6 +4,7 @@ benchmarks/results/backbone.md).
 
     .venv/bin/python benchmarks/bench_backbone.py loso NAME=RUN [NAME=RUN ...]
     .venv/bin/python benchmarks/bench_backbone.py mission NAME=RUN [NAME=RUN ...]
+    .venv/bin/python benchmarks/bench_backbone.py splits SCRATCH:PRETRAINED [...]
 
 ``loso``: leave-one-source-out runs (``configs/heart-v1.yaml``), a column each: every
 source scored by the fold model that never heard it. Normal vs abnormal, as the issue defines
@@ -12,6 +13,9 @@ normal = normal, CirCor ``Absent``; artifacts, unlabelled recordings and CirCor 
 left out. The score is ``1 - p(normal)`` of the raw fold model (no decision rule: AUC does
 not depend on it).
 Intervals: 95 % percentile bootstrap over patients (PhysioNet names none: one per recording).
+
+``splits``: ``A:B`` pairs of 5-fold runs, one pair per patient split; the mean over splits
+of B - A for macro AUC and balanced accuracy, with a patient bootstrap drawn jointly.
 
 ``mission``: pooled out-of-fold figures of 5-fold mission-set runs (macro AUC, extrastole AUC,
 pooled and within set_b, balanced accuracy, the training seconds), one row per run.
@@ -25,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from stetho.evaluation.metrics import bootstrap_auc
 from stetho.metrics import per_class_auc
@@ -181,6 +185,64 @@ def paired_difference(a: Path, b: Path, n_boot: int = 1000, seed: int = 0) -> st
     )
 
 
+def balanced_accuracy(frame: pd.DataFrame, classes: list[str]) -> float:
+    """Balanced accuracy of the arg-max class (as ``summary.json``'s)."""
+    pred = np.asarray(classes, dtype=object)[
+        frame[[f"prob_{c}" for c in classes]].to_numpy().argmax(1)
+    ]
+    return float(balanced_accuracy_score(frame["label"].to_numpy(), pred))
+
+
+def split_differences(pairs: list[tuple[Path, Path]], n_boot: int = 1000, seed: int = 0) -> str:
+    """Mean over patient splits of run ``b`` minus run ``a`` (one ``(a, b)`` pair per split, all
+    on the same recordings), for macro AUC and balanced accuracy, with a 95 % patient bootstrap
+    interval: each resample draws the same patients in every split, so the interval is that of
+    the mean difference, not of one split's."""
+    classes = json.loads((pairs[0][0] / "summary.json").read_text())["classes"]
+    frames = []
+    for a, b in pairs:
+        fa = pd.read_parquet(a / "oof_predictions.parquet").set_index("path").sort_index()
+        fb = pd.read_parquet(b / "oof_predictions.parquet").set_index("path").loc[fa.index]
+        frames.append((fa, fb))
+    index = frames[0][0].index
+    if any(not fa.index.equals(index) for fa, _ in frames):
+        raise SystemExit("splits: every pair must score the same recordings")
+    patients = frames[0][0]["patient"].to_numpy()
+    groups = [np.flatnonzero(patients == p) for p in np.unique(patients)]
+    metrics = {"macro AUC": macro_auc, "balanced accuracy": balanced_accuracy}
+
+    def mean_difference(rows: np.ndarray | None) -> dict[str, float]:
+        out = {}
+        for name, metric in metrics.items():
+            diffs = []
+            for fa, fb in frames:
+                ra, rb = (fa, fb) if rows is None else (fa.iloc[rows], fb.iloc[rows])
+                diffs.append(metric(rb, classes) - metric(ra, classes))
+            out[name] = float(np.mean(diffs))
+        return out
+
+    point = mean_difference(None)
+    rng = np.random.default_rng(seed)
+    boots: dict[str, list[float]] = {name: [] for name in metrics}
+    for _ in range(n_boot):
+        rows = np.concatenate([groups[i] for i in rng.integers(len(groups), size=len(groups))])
+        for name, value in mean_difference(rows).items():
+            boots[name].append(value)
+    lines = [
+        f"| mean over {len(pairs)} splits | difference | 95 % patient bootstrap |",
+        "|---|---|---|",
+    ]
+    for name in metrics:
+        lo, hi = np.percentile(boots[name], [2.5, 97.5])
+        lines.append(f"| {name} | {point[name]:+.3f} | [{lo:+.3f}, {hi:+.3f}] |")
+    for (a, b), (fa, fb) in zip(pairs, frames, strict=True):
+        lines.append(
+            f"| {b.name} - {a.name} | {macro_auc(fb, classes) - macro_auc(fa, classes):+.3f} AUC, "
+            f"{balanced_accuracy(fb, classes) - balanced_accuracy(fa, classes):+.3f} BA | |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -193,11 +255,16 @@ def main() -> None:
     paired = sub.add_parser("paired")
     paired.add_argument("a", type=Path)
     paired.add_argument("b", type=Path)
+    splits = sub.add_parser("splits")
+    splits.add_argument("pairs", nargs="+", help="A:B, one per patient split (B - A)")
     args = parser.parse_args()
     if args.what == "rule":
         print(rule_table(args.run))
     elif args.what == "paired":
         print(paired_difference(args.a, args.b))
+    elif args.what == "splits":
+        pairs = [tuple(Path(p) for p in item.split(":", 1)) for item in args.pairs]
+        print(split_differences(pairs))  # type: ignore[arg-type]
     else:
         runs = {k: Path(v) for k, v in (item.split("=", 1) for item in args.runs)}
         print(loso_table(runs) if args.what == "loso" else mission_table(runs))

@@ -55,6 +55,13 @@ def pretrain(
         help="Weight of the beat-timing pretext task: each view spliced, one whole cardiac "
         "cycle or a fraction of one removed, and a head tells which (0: off).",
     ),
+    reconstruct_weight: float = typer.Option(
+        0.0,
+        "--reconstruct-weight",
+        min=0.0,
+        help="Weight of masked-spectrogram reconstruction: 0.25-0.5 s spans (30 %% of the "
+        "frames) of each view hidden and predicted from the feature map (0: off).",
+    ),
     mission_audio: str = typer.Option(
         "none",
         "--mission-audio",
@@ -86,6 +93,7 @@ def pretrain(
             balance_by=balance_by,
             crops=crops,
             rhythm_weight=rhythm_weight,
+            reconstruct_weight=reconstruct_weight,
             mission_audio=mission_audio,
             steps=steps,
             minutes=minutes,

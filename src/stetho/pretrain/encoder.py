@@ -44,8 +44,11 @@ class Encoder(nn.Module):
     def spectrogram(self, wave: torch.Tensor) -> torch.Tensor:
         return self.frontend(wave.float())
 
+    def feature_map(self, spec: torch.Tensor) -> torch.Tensor:
+        return self.backbone(spec)
+
     def embed_spectrogram(self, spec: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.backbone(spec)).float()
+        return self.pool(self.feature_map(spec)).float()
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         return self.embed_spectrogram(self.spectrogram(wave))

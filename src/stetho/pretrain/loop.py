@@ -34,6 +34,7 @@ from stetho.io import append_jsonl, atomic_write_json
 from stetho.models.pretrained import save_pretrained_backbone
 from stetho.pretrain.data import PretrainBatches, Source, load_sources, source_summary
 from stetho.pretrain.encoder import Encoder, build_backbone
+from stetho.pretrain.masking import ReconstructionHead, apply_masks, mask_generator, time_masks
 from stetho.pretrain.objective import ObjectiveConfig, PretrainObjective, tasks_of
 from stetho.pretrain.resume import (
     check_resume,
@@ -77,6 +78,7 @@ class PretrainConfig:
     ssl_weight: float = 1.0
     supervised_weight: float = 1.0
     rhythm_weight: float = 0.0
+    reconstruct_weight: float = 0.0
     balance_by: str = "dataset"
     crops: str = "independent"
     mission_audio: str = "none"
@@ -214,6 +216,7 @@ def pretrain(
         supervised_weight=config.supervised_weight,
         tasks=tasks,
         rhythm_weight=config.rhythm_weight,
+        reconstruct_weight=config.reconstruct_weight,
     )
     if config.objective == "supervised":
         # Only labelled recordings teach the supervised objective anything.
@@ -243,7 +246,15 @@ def pretrain(
         audio=config.audio,
         pool=config.pool,
     )
-    objective = PretrainObjective(encoder.num_features, objective_config)
+    reconstruction = (
+        ReconstructionHead.for_backbone(encoder.backbone, config.audio.mel_frequency_bins)
+        if config.reconstruct_weight > 0
+        else None
+    )
+    objective = PretrainObjective(
+        encoder.num_features, objective_config, reconstruction=reconstruction
+    )
+    frames_per_second = config.audio.sample_rate / config.audio.hop_size
     modules = torch.nn.ModuleDict({"encoder": encoder, "objective": objective}).to(device)
     optimizer = torch.optim.AdamW(
         modules.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -303,17 +314,29 @@ def pretrain(
             modules.train()
             views = torch.cat([batch["view1"], batch["view2"]]).to(device, non_blocking=True)
             spec = encoder.spectrogram(views)
+            masked = None
             with torch.autocast(
                 device_type=device.type,
                 dtype=amp_dtype or torch.float32,
                 enabled=amp_dtype is not None,
             ):
-                embeddings = encoder.embed_spectrogram(spec)
+                if reconstruction is None:
+                    embeddings = encoder.embed_spectrogram(spec)
+                else:
+                    masks = time_masks(
+                        spec.shape[0],
+                        spec.shape[-1],
+                        frames_per_second=frames_per_second,
+                        generator=mask_generator(config.seed, step),
+                    )
+                    fmap = encoder.feature_map(apply_masks(spec, masks))
+                    embeddings = encoder.pool(fmap)
+                    masked = (fmap, spec, masks)
             e1, e2 = embeddings.float().chunk(2)
             targets = {t: batch[f"target_{t}"].to(device) for t in tasks}
             if "rhythm1" in batch:
                 targets["rhythm"] = torch.cat([batch["rhythm1"], batch["rhythm2"]]).to(device)
-            losses = objective(e1, e2, targets)
+            losses = objective(e1, e2, targets, masked)
             if not torch.isfinite(losses["loss"]):
                 raise FloatingPointError(
                     f"pretraining loss is {float(losses['loss'])} at step {step}; lower "
@@ -400,6 +423,7 @@ def pretrain(
             "crops": config.crops,
             "mission_audio": config.mission_audio,
             "rhythm_weight": config.rhythm_weight,
+            "reconstruct_weight": config.reconstruct_weight,
             "steps": step,
             "seed": config.seed,
             "sources": [s.name for s in (x.resolved() for x in config.sources)],

@@ -14,7 +14,9 @@
 Beside any of them, ``rhythm_weight > 0`` adds the beat-timing pretext task
 (:mod:`stetho.pretrain.rhythm`): a linear head on each view's embedding tells a splice that
 kept the beats in step from one that broke their rhythm (masked cross-entropy, unspliced
-views masked), ``+ rhythm_weight * rhythm``.
+views masked), ``+ rhythm_weight * rhythm``; ``reconstruct_weight > 0`` adds masked-spectrogram
+reconstruction (:mod:`stetho.pretrain.masking`): hidden time spans of each view predicted from
+the backbone's feature map, ``+ reconstruct_weight * reconstruct``.
 
 Label maps (:data:`LABEL_MAPS`, reader label -> class of a task; labels not listed are masked):
 
@@ -42,6 +44,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from stetho.pretrain.masking import ReconstructionHead, masked_mse
 
 #: Target of an entry the dataset does not define.
 MASKED = -1
@@ -164,12 +168,16 @@ class ObjectiveConfig:
     tasks: tuple[str, ...] = ()
     #: Weight of the beat-timing pretext task; 0 leaves it out (no head, no splices).
     rhythm_weight: float = 0.0
+    #: Weight of masked-spectrogram reconstruction; 0 leaves it out (no head, no masks).
+    reconstruct_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective={self.objective!r}: expected one of {OBJECTIVES}")
-        if self.rhythm_weight < 0 or not math.isfinite(self.rhythm_weight):
-            raise ValueError(f"rhythm_weight={self.rhythm_weight}: expected a number >= 0")
+        for name in ("rhythm_weight", "reconstruct_weight"):
+            value = getattr(self, name)
+            if value < 0 or not math.isfinite(value):
+                raise ValueError(f"{name}={value}: expected a number >= 0")
         if self.temperature <= 0:
             raise ValueError(f"temperature={self.temperature}: expected > 0")
         unknown = [t for t in self.tasks if t not in TASKS]
@@ -194,8 +202,19 @@ class ObjectiveConfig:
 class PretrainObjective(nn.Module):
     """Heads and losses on top of pooled backbone embeddings ``(B, C)``."""
 
-    def __init__(self, in_features: int, config: ObjectiveConfig) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        config: ObjectiveConfig,
+        *,
+        reconstruction: ReconstructionHead | None = None,
+    ) -> None:
         super().__init__()
+        if (reconstruction is None) != (config.reconstruct_weight == 0):
+            raise ValueError(
+                "a ReconstructionHead is passed exactly when reconstruct_weight > 0 "
+                f"(reconstruct_weight={config.reconstruct_weight})"
+            )
         self.config = config
         self.projection = (
             ProjectionHead(
@@ -210,15 +229,19 @@ class PretrainObjective(nn.Module):
             else {}
         )
         self.rhythm = nn.Linear(in_features, 2) if config.rhythm_weight > 0 else None
+        self.reconstruction = reconstruction
 
     def forward(
         self,
         e1: torch.Tensor,
         e2: torch.Tensor,
         targets: Mapping[str, torch.Tensor] | None = None,
+        masked: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Losses for embeddings of view 1 and view 2: ``ssl``, ``supervised``, ``rhythm``
-        (``targets["rhythm"]``: ``(2B,)``, view 1's splices then view 2's), ``loss``."""
+        (``targets["rhythm"]``: ``(2B,)``, view 1's splices then view 2's), ``reconstruct``
+        (``masked``: the feature map of the masked views, their unmasked spectrograms
+        ``(2B, 1, n_mels, frames)`` and the masks ``(2B, frames)``), ``loss``."""
         cfg = self.config
         out: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=e1.device)
@@ -241,5 +264,12 @@ class PretrainObjective(nn.Module):
             logits = self.rhythm(torch.cat([e1, e2]))
             out["rhythm"] = masked_cross_entropy({"rhythm": logits}, {"rhythm": targets["rhythm"]})
             total = total + cfg.rhythm_weight * out["rhythm"]
+        if self.reconstruction is not None:
+            if masked is None:
+                raise ValueError("reconstruction needs the masked views' feature map and masks")
+            fmap, spec, masks = masked
+            prediction = self.reconstruction(fmap, spec.shape[-1])
+            out["reconstruct"] = masked_mse(prediction, spec[:, 0], masks)
+            total = total + cfg.reconstruct_weight * out["reconstruct"]
         out["loss"] = total
         return out
