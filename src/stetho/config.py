@@ -199,6 +199,10 @@ class DatasetConfig(Section):
     #: fold (integers >= 0; a table's ``fold`` column is read into the manifest's own).
     fold_column: str = "fold"
     number_of_folds: int = Field(default=5, ge=2)
+    #: Seed of how the data are split: the folds and the ``data_sample`` subsample. ``null``:
+    #: ``environment.seed``. Set it to keep the split while ``environment.seed`` draws another
+    #: initialisation, augmentation and batch order (the run-to-run noise of one split).
+    split_seed: int | None = Field(default=None, ge=0)
     #: Reproduce the Hydrogen Torch run, where unlabelled recordings are a sixth class.
     unlabeled_as_class: bool = False
     #: Recordings shorter or longer than this are skipped with a reason (seconds).
@@ -363,6 +367,13 @@ class Config(BaseModel):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def split_seed(config: Config) -> int:
+    """The seed of the folds and the subsample: ``dataset.split_seed``, else
+    ``environment.seed`` (of a resolved config, so never -1)."""
+    seed = config.dataset.split_seed
+    return config.environment.seed if seed is None else seed
 
 
 class ResolvedAudioConfig(AudioConfig):

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from stetho.config import Config, ResolvedConfig
+from stetho.config import Config, ResolvedConfig, split_seed
 from stetho.data.label_groups import check_label_groups, is_set_label, run_classes
 from stetho.decision import DecisionRule
 from stetho.decision.calibration import prior_correction_bias
@@ -441,12 +441,12 @@ def _train_folds(
         train_df = sample_rows(
             labelled[train_mask],
             cfg.dataset.data_sample if "Train" in cfg.dataset.data_sample_choice else 1.0,
-            seed=cfg.environment.seed,
+            seed=split_seed(cfg),
         )
         valid_df = sample_rows(
             labelled[valid_mask],
             cfg.dataset.data_sample if "Validation" in cfg.dataset.data_sample_choice else 1.0,
-            seed=cfg.environment.seed,
+            seed=split_seed(cfg),
         )
         train_paths = train_df["path"].tolist()
         groups = cfg.dataset.label_groups

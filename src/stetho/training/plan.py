@@ -27,6 +27,7 @@ from stetho.config import (
     load_resolved_config,
     resolve_config,
     save_config,
+    split_seed,
 )
 from stetho.data.folds import assign_folds
 from stetho.data.manifest import apply_patient_regex, patient_warning
@@ -231,7 +232,7 @@ def assign_plan_folds(
         df = assign_folds(
             df,
             n_splits=ds.number_of_folds,
-            seed=config.environment.seed,
+            seed=split_seed(config),
             group_column=ds.group_fold_column or "patient",
             strategy=ds.validation_strategy,
             validation_size=ds.validation_size,
