@@ -1,4 +1,4 @@
-"""The heart-sound backbone stetho ships (src/stetho/models/weights/heartnet-pcg-v2)."""
+"""The heart-sound backbone stetho ships (src/stetho/models/weights/, DEFAULT_BACKBONE)."""
 
 from __future__ import annotations
 
