@@ -59,7 +59,7 @@ def pretrain(
         0.0,
         "--reconstruct-weight",
         min=0.0,
-        help="Weight of masked-spectrogram reconstruction: 0.25-0.5 s spans (30 %% of the "
+        help="Weight of masked-spectrogram reconstruction: 0.25-0.5 s spans (30 percent of the "
         "frames) of each view hidden and predicted from the feature map (0: off).",
     ),
     mission_audio: str = typer.Option(
