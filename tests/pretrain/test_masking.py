@@ -3,19 +3,18 @@ and that a backbone learns to fill in hidden heartbeats."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_pretrain import interrupt, tiny_config, write_hearts
+from test_pretrain import interrupt, pretext_alone, tiny_config
 
 from stetho.features import LogMel
 from stetho.models.heartnet import HeartNet
 from stetho.models.pretrained import read_metadata
-from stetho.pretrain import DeviceViewConfig, Source, pretrain
+from stetho.pretrain import pretrain
 from stetho.pretrain.data import PretrainBatches, load_sources
 from stetho.pretrain.masking import (
     MASK_FRACTION,
@@ -138,29 +137,13 @@ def test_the_backbone_learns_to_fill_in_hidden_heartbeats(tmp_path: Path):
     """Alone (NT-Xent at weight 0), reconstruction ends well below a predictor that knows each
     excerpt's spectrum but not when its beats fall, so the hidden beats are predicted from
     their neighbours; and the run resumes exactly, masks included."""
-    data = write_hearts(tmp_path / "hearts", range(16))
-    cfg = tiny_config(
-        [Source(data)],
-        views=DeviceViewConfig(
-            noise_probability=0.0, resample_probability=0.0, clip_probability=0.0
-        ),
-        steps=150,
-        batch_size=16,
-        learning_rate=3e-3,
-        checkpoint_every=500,
-        reconstruct_weight=1.0,
-        ssl_weight=0.0,
-        excerpt_seconds=3.0,
-    )
-    result = pretrain(cfg, tmp_path / "run")
-    lines = (result.folder / "losses.jsonl").read_text().splitlines()
-    losses = [json.loads(line)["reconstruct"] for line in lines]
+    cfg, result, losses = pretext_alone(tmp_path, "reconstruct", steps=150)
     baseline = mean_spectrum_error(cfg, range(130, 150))
     assert np.mean(losses[:5]) > baseline, losses[:5]
     assert np.mean(losses[-20:]) < 0.8 * baseline, (baseline, losses[::15])
     assert read_metadata(result.backbone_path)["reconstruct_weight"] == "1.0"
 
-    short = tiny_config([Source(data)], steps=4, reconstruct_weight=1.0)
+    short = tiny_config(cfg.sources, steps=4, reconstruct_weight=1.0)
     whole = pretrain(short, tmp_path / "whole")
     interrupt(short, tmp_path / "split", at=2)
     resumed = pretrain(short, tmp_path / "split", resume=True)

@@ -25,6 +25,7 @@ from stetho.pretrain import (
     FrontEndMismatchError,
     PretrainConfig,
     PretrainedMismatchError,
+    PretrainResult,
     Source,
     device_view,
     load_pretrained_backbone,
@@ -95,6 +96,31 @@ def tiny_config(sources: list[Source], **changes: object) -> PretrainConfig:
     )
     base.update(changes)
     return PretrainConfig(**base)  # type: ignore[arg-type]
+
+
+def pretext_alone(
+    tmp_path: Path, task: str, *, steps: int
+) -> tuple[PretrainConfig, PretrainResult, list[float]]:
+    """Pretrain on 16 synthetic hearts through clean recorders (filters and gain only, so a
+    few hundred steps suffice) with ``task``'s weight at 1 and NT-Xent at 0, so any gain is
+    that task's head; returns the config, the run and the task's loss per step."""
+    data = write_hearts(tmp_path / "hearts", range(16))
+    cfg = tiny_config(
+        [Source(data)],
+        views=DeviceViewConfig(
+            noise_probability=0.0, resample_probability=0.0, clip_probability=0.0
+        ),
+        steps=steps,
+        batch_size=16,
+        learning_rate=3e-3,
+        checkpoint_every=500,
+        ssl_weight=0.0,
+        excerpt_seconds=3.0,
+        **{f"{task}_weight": 1.0},
+    )
+    result = pretrain(cfg, tmp_path / "run")
+    lines = (result.folder / "losses.jsonl").read_text().splitlines()
+    return cfg, result, [json.loads(line)[task] for line in lines]
 
 
 # ------------------------------------------------------------------------------------ views

@@ -3,18 +3,17 @@ the heart-rate cycle they are cut by, the batches and the head's loss."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from test_pretrain import SR, heart, tiny_config, write_hearts
+from test_pretrain import SR, heart, pretext_alone, write_hearts
 
 from stetho.models.pretrained import read_metadata
 from stetho.pcg.synthetic import synthesize_pcg
-from stetho.pretrain import DeviceViewConfig, Source, pretrain
+from stetho.pretrain import Source
 from stetho.pretrain.data import PretrainBatches, load_sources
 from stetho.pretrain.objective import MASKED, ObjectiveConfig, PretrainObjective
 from stetho.pretrain.rhythm import IRREGULAR_CYCLES, cycle_samples, splice_excerpt
@@ -114,22 +113,6 @@ def test_the_backbone_learns_the_rhythm_task(tmp_path: Path):
     weight 0, so the gain is the rhythm head's) its loss falls well below chance, ln 2. Clean
     recorders (only filters and gain) keep this to a few hundred steps; with noise it takes
     longer (benchmarks/results/backbone.md, sixth measurement)."""
-    data = write_hearts(tmp_path / "hearts", range(16))
-    cfg = tiny_config(
-        [Source(data)],
-        views=DeviceViewConfig(
-            noise_probability=0.0, resample_probability=0.0, clip_probability=0.0
-        ),
-        steps=200,
-        batch_size=16,
-        learning_rate=3e-3,
-        checkpoint_every=500,
-        rhythm_weight=1.0,
-        ssl_weight=0.0,
-        excerpt_seconds=3.0,
-    )
-    result = pretrain(cfg, tmp_path / "run")
-    lines = (result.folder / "losses.jsonl").read_text().splitlines()
-    rhythm = [json.loads(line)["rhythm"] for line in lines]
+    _, result, rhythm = pretext_alone(tmp_path, "rhythm", steps=200)
     assert np.mean(rhythm[:20]) > 0.65 and np.mean(rhythm[-30:]) < 0.55, rhythm[::25]
     assert read_metadata(result.backbone_path)["rhythm_weight"] == "1.0"
