@@ -328,7 +328,7 @@ def pretrain(
                         spec.shape[-1],
                         frames_per_second=frames_per_second,
                         generator=mask_generator(config.seed, step),
-                    )
+                    ).to(device)  # once: the masking and the loss both use them there
                     fmap = encoder.feature_map(apply_masks(spec, masks))
                     embeddings = encoder.pool(fmap)
                     masked = (fmap, spec, masks)
