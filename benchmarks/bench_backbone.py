@@ -211,34 +211,33 @@ def split_differences(pairs: list[tuple[Path, Path]], n_boot: int = 1000, seed: 
     groups = [np.flatnonzero(patients == p) for p in np.unique(patients)]
     metrics = {"macro AUC": macro_auc, "balanced accuracy": balanced_accuracy}
 
-    def mean_difference(rows: np.ndarray | None) -> dict[str, float]:
-        out = {}
-        for name, metric in metrics.items():
-            diffs = []
-            for fa, fb in frames:
-                ra, rb = (fa, fb) if rows is None else (fa.iloc[rows], fb.iloc[rows])
-                diffs.append(metric(rb, classes) - metric(ra, classes))
-            out[name] = float(np.mean(diffs))
+    def differences(rows: np.ndarray | None) -> dict[str, list[float]]:
+        """Per metric, B - A of each split, on ``rows`` (all rows if None)."""
+        out: dict[str, list[float]] = {name: [] for name in metrics}
+        for fa, fb in frames:
+            ra, rb = (fa, fb) if rows is None else (fa.iloc[rows], fb.iloc[rows])
+            for name, metric in metrics.items():
+                out[name].append(metric(rb, classes) - metric(ra, classes))
         return out
 
-    point = mean_difference(None)
+    point = differences(None)
     rng = np.random.default_rng(seed)
     boots: dict[str, list[float]] = {name: [] for name in metrics}
     for _ in range(n_boot):
         rows = np.concatenate([groups[i] for i in rng.integers(len(groups), size=len(groups))])
-        for name, value in mean_difference(rows).items():
-            boots[name].append(value)
+        for name, values in differences(rows).items():
+            boots[name].append(float(np.mean(values)))
     lines = [
         f"| mean over {len(pairs)} splits | difference | 95 % patient bootstrap |",
         "|---|---|---|",
     ]
     for name in metrics:
         lo, hi = np.percentile(boots[name], [2.5, 97.5])
-        lines.append(f"| {name} | {point[name]:+.3f} | [{lo:+.3f}, {hi:+.3f}] |")
-    for (a, b), (fa, fb) in zip(pairs, frames, strict=True):
+        lines.append(f"| {name} | {np.mean(point[name]):+.3f} | [{lo:+.3f}, {hi:+.3f}] |")
+    for k, (a, b) in enumerate(pairs):
         lines.append(
-            f"| {b.name} - {a.name} | {macro_auc(fb, classes) - macro_auc(fa, classes):+.3f} AUC, "
-            f"{balanced_accuracy(fb, classes) - balanced_accuracy(fa, classes):+.3f} BA | |"
+            f"| {b.name} - {a.name} | {point['macro AUC'][k]:+.3f} AUC, "
+            f"{point['balanced accuracy'][k]:+.3f} BA | |"
         )
     return "\n".join(lines)
 
