@@ -147,6 +147,26 @@ def test_adapt_priors_moves_towards_the_batch_mix():
     np.testing.assert_allclose(again, np.stack([r.probs for r in adapted]), atol=1e-9)
     flagged_before = sum(bool(r.decision.abnormal) for r in results)
     assert sum(bool(r.decision.abnormal) for r in adapted) > flagged_before
+    assert record["applied"] is True
+
+
+def test_adapt_priors_refuses_the_corner_a_new_recorder_drives_em_to():
+    # A new recorder, not a new class mix: half the batch is healthy, but the device makes
+    # every recording sound a little murmur-like (p(murmur) 0.55-0.75), which is what the
+    # mission-set runs did on PhysioNet. EM amplifies that, step by step, to "all murmur".
+    rule = DecisionRule(CLASSES, "normal", threshold=0.5)
+    rng = np.random.default_rng(1)
+    p_murmur = rng.uniform(0.55, 0.75, 400)
+    probs = np.stack([p_murmur, 1 - p_murmur], axis=1)
+    results = _scored(probs, rule)
+    adapted, new_rule, record = adapt_priors(results, rule, [0.5, 0.5])
+    assert record["batch_prior"]["normal"] < 0.01  # the estimate itself, kept for the record
+    assert record["applied"] is False
+    assert "stetho calibrate" in record["refused"] and "'normal'" in record["refused"]
+    assert new_rule is rule
+    for before, after in zip(results, adapted, strict=True):
+        np.testing.assert_array_equal(after.probs, before.probs)
+        assert after.decision == before.decision
 
 
 def test_patients_and_quality_gate_in_predict(sharp_run, scoring_folder, tmp_path):

@@ -132,10 +132,14 @@ def predict(
             if shift.get("looks_shifted"):
                 console.print(f"[yellow]warning:[/yellow] {shift['message']}")
             if adapt_priors:
-                prior = result.record["adapted_priors"]["batch_prior"]
-                console.print(
-                    "adapted priors: " + ", ".join(f"{c} {v:.3f}" for c, v in prior.items())
-                )
+                adapted = result.record["adapted_priors"]
+                if adapted["applied"]:
+                    console.print(
+                        "adapted priors: "
+                        + ", ".join(f"{c} {v:.3f}" for c, v in adapted["batch_prior"].items())
+                    )
+                else:
+                    console.print(f"[yellow]warning:[/yellow] {adapted['refused']}")
         else:
             require_extra("distributed", "dask", "--dask")
             from stetho.scoring.dask import predict_files_dask
