@@ -151,9 +151,9 @@ def test_adapt_priors_moves_towards_the_batch_mix():
 
 
 def test_adapt_priors_refuses_the_corner_a_new_recorder_drives_em_to():
-    # A new recorder, not a new class mix: half the batch is healthy, but the device makes
-    # every recording sound a little murmur-like (p(murmur) 0.55-0.75), which is what the
-    # mission-set runs did on PhysioNet. EM amplifies that, step by step, to "all murmur".
+    # A new recorder, not a new class mix: the device makes every recording sound a little
+    # murmur-like (p(murmur) 0.55-0.75), whatever the batch's true mix, as the mission-set
+    # runs' posteriors did on PhysioNet. EM amplifies that, step by step, to "all murmur".
     rule = DecisionRule(CLASSES, "normal", threshold=0.5)
     rng = np.random.default_rng(1)
     p_murmur = rng.uniform(0.55, 0.75, 400)
