@@ -321,6 +321,7 @@ def test_train_cli_patient_regex_reaches_the_run_manifest(make_wav, tmp_path: Pa
             "train",
             str(REPO / "configs/heartbeat.yaml"),
             *TINY_OVERRIDES,
+            "architecture.pretrained=false",  # TINY's width 8 is not the shipped backbone's
             "--data",
             str(tmp_path / "data"),
         ]

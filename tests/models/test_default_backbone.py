@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from stetho.config import ConfigError, ResolvedConfig, load_config, resolve_config
-from stetho.models import create_model
+from stetho.models import create_model, starting_weights
 from stetho.models.pretrained import (
     DEFAULT_BACKBONE,
     FrontEndMismatchError,
@@ -179,3 +179,20 @@ def test_pretrained_layers_naming_no_layer_is_refused_with_the_layers(weights_di
 def test_pretrained_layers_that_cannot_mean_anything_are_config_errors(overrides, reason):
     with pytest.raises(ConfigError, match=reason):
         _config(*overrides)
+
+
+def test_run_folders_record_which_weights_the_backbone_started_from(tmp_path, monkeypatch):
+    # pretrained: true means whatever DEFAULT_BACKBONE is in this install, so a run records
+    # the name it resolved to, not the switch.
+    packaged_heartnet(tmp_path)
+    monkeypatch.setattr("stetho.models.pretrained.WEIGHTS_DIR", tmp_path)
+    assert starting_weights(_config("architecture.pretrained=true").architecture) == (
+        f"stetho:{DEFAULT_BACKBONE}"
+    )
+    named = _config("architecture.pretrained_weights=stetho:heartnet-pcg-v1").architecture
+    assert starting_weights(named) == "stetho:heartnet-pcg-v1"
+    assert starting_weights(_config("architecture.pretrained=false").architecture) is None
+    timm = resolve_config(
+        load_config(None, ["architecture.backbone=resnet18", "architecture.pretrained=true"])
+    )[0]
+    assert starting_weights(timm.architecture) == "imagenet"

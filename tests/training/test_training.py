@@ -49,6 +49,7 @@ def test_learns_a_known_difference(two_class_folder, tmp_path):
     assert len(lines) == 2 * 6  # one per epoch and fold
     env = json.loads((tmp_path / "run" / "environment.json").read_text())
     assert env["seed"] == 0 and env["packages"]["torch"]
+    assert env["pretrained_weights"] is None  # TINY starts from random weights
     # The saved run scores recordings like the validation did.
     run = load_run(tmp_path / "run", folds=[0])
     part = oof[oof["fold"] == 0]

@@ -65,6 +65,16 @@ def test_search_space_is_checked_against_the_config(tmp_path):
         )
 
 
+def test_a_width_the_default_configs_pretrained_backbone_lacks_is_refused_before_any_trial():
+    width = {"architecture.width": {"type": "int", "low": 8, "high": 32, "step": 8}}
+    default = load_config(REPO / "configs" / "heartbeat.yaml")
+    assert [d.key for d in load_search_space(REPO / "configs" / "search_space.yaml", base=default)]
+    with pytest.raises(ConfigError, match=r"(?s)architecture.width = 8 .*pretrained width is 16"):
+        parse_search_space(width, base=default)
+    scratch = load_config(REPO / "configs" / "heartbeat.yaml", ["architecture.pretrained=false"])
+    assert [d.key for d in parse_search_space(width, base=scratch)] == ["architecture.width"]
+
+
 def test_reporter_prunes_a_trial_below_the_median():
     study = optuna.create_study(
         direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=2)

@@ -25,6 +25,7 @@ __all__ = [
     "is_backbone",
     "list_backbones",
     "register_backbone",
+    "starting_weights",
 ]
 
 
@@ -67,6 +68,18 @@ def create_backbone(
         pretrained=False, pretrained_weights=None, width=arch.width
     )
     return transfer_layers(backbone, fresh, arch.pretrained_layers)
+
+
+def starting_weights(arch: ArchitectureConfig) -> str | None:
+    """What the backbone starts from, as a run folder records it: the named file,
+    ``stetho:NAME`` for the packaged backbone that ``pretrained: true`` means (which can change
+    between stetho versions), ``"imagenet"`` for a timm backbone's own weights, ``None`` for
+    random initialisation."""
+    if arch.pretrained_weights:
+        return str(arch.pretrained_weights)
+    if not arch.pretrained:
+        return None
+    return default_packaged_backbone(arch.backbone) or "imagenet"
 
 
 def _pretrained_backbone(

@@ -33,7 +33,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 #: The packaged heart-sound backbone that ``architecture.backbone: heartnet`` with
 #: ``pretrained: true`` (and no ``pretrained_weights``) loads, as ``stetho:NAME``.
-DEFAULT_BACKBONE = "heartnet-pcg-v5"
+DEFAULT_BACKBONE = "heartnet-pcg-v2"
 #: Registry backbone -> the packaged backbone its ``pretrained: true`` means.
 DEFAULT_PACKAGED = {"heartnet": DEFAULT_BACKBONE}
 

@@ -35,6 +35,7 @@ from stetho.decision.fitting import RunDecision, decision_skip_reason, fit_run_d
 from stetho.features.rhythm import rhythm_extras
 from stetho.io import atomic_write_json, atomic_write_text, write_table
 from stetho.metrics import classification_metrics, metrics_by_group
+from stetho.models import starting_weights
 from stetho.runs import save_model
 from stetho.runs.environment import package_versions
 from stetho.runs.folder import RunFolder
@@ -101,6 +102,7 @@ def environment_info(config: Config, device: torch.device) -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": versions,
         "seed": config.environment.seed,
+        "pretrained_weights": starting_weights(config.architecture),
         "git_commit": commit,
         "device": str(device),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,

@@ -45,9 +45,13 @@ from stetho.config import Config, ConfigError, config_from_dict, save_config
 from stetho.io import atomic_write_json, write_table
 from stetho.runs.folder import RunFolder, StudyFolder
 from stetho.training.callbacks import OnEpochEnd
+from stetho.training.plan import check_config
 
 if TYPE_CHECKING:
     import optuna
+
+#: Config sections whose values decide which backbone and weights a trial can build.
+_BACKBONE_SECTIONS = ("architecture.", "audio.")
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +125,11 @@ def parse_search_space(
         values = dim.choices if dim.type == "categorical" else (dim.low, dim.high)
         for value in values:
             try:
-                config_with(base, {dim.key: value})
+                config = config_with(base, {dim.key: value})
+                if dim.key.startswith(_BACKBONE_SECTIONS):
+                    # e.g. a width the pretrained backbone does not have: refused now, not
+                    # by a failed trial; other keys cannot change what the backbone accepts.
+                    check_config(config)
             except ConfigError as exc:
                 raise ConfigError(
                     f"search space {source}: {dim.key} = {value!r} is not a valid config value:"
